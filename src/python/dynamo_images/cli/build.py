@@ -284,7 +284,7 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
             raise UsageError(
                 f"--platform {args.platform}: Pants 2.17 builds for the host's platform only "
                 f"(no build_platform field) and this host is {host_platform() or platform.machine()}; "
-                f"build on a {args.platform.split('/')[1]} host"
+                f"build on an {args.platform.split('/')[1]} host"
             )
         values[env_var("--platform")] = args.platform
     for refused_dest, refusal in REFUSED_FLAGS.items():

@@ -14,7 +14,7 @@ import shlex
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,10 @@ from dynamo_images.cli.workspace import find_repo_root
 SHM_SIZE = "10G"
 IPC_MODE = "host"
 ULIMITS = ("memlock=-1", "stack=67108864", "nofile=65536:65536")
+ULIMIT_NAMES = (
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+    "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+)  # fmt: skip
 ALWAYS_ADDED_CAPS = ("CAP_SYS_PTRACE",)
 DEFAULT_WORKDIR = "/workspace"
 DEFAULT_NETWORK = "host"
@@ -103,6 +107,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", dest="volumes", action="append", default=[], type=non_empty, metavar="SRC:DST[:OPTS]", help="add a volume mount (repeatable)")
     parser.add_argument("-p", "--port", dest="ports", action="append", default=[], type=non_empty, metavar="[IP:]HOST:CONTAINER[/PROTO]", help="publish a port (repeatable)")
     parser.add_argument("-e", dest="env", action="append", default=[], type=non_empty, metavar="NAME[=VALUE]", help="set an environment variable (repeatable)")
+    parser.add_argument(
+        "--ulimit",
+        dest="ulimits",
+        action="append",
+        default=[],
+        type=non_empty,
+        metavar="NAME=SOFT[:HARD]",
+        help="replace a fixed ulimit (memlock=-1, stack=67108864, nofile=65536:65536) or add one (repeatable); "
+        "for engines that may not raise limits that far",
+    )
     parser.add_argument("-it", dest="interactive", action="store_true", help="interactive, with a terminal")
     parser.add_argument("--mount-workspace", action="store_true", help="mount this checkout at /workspace, plus /tmp and /mnt, pass HF_TOKEN, run privileged")
     parser.add_argument("--use-nixl-gds", action="store_true", help="add the mounts and capability GPUDirect Storage needs")
@@ -123,6 +137,7 @@ class RunPlan:
     remove: bool = True
     network: str = DEFAULT_NETWORK
     runtime: str | None = None
+    ulimits: tuple[str, ...] = ULIMITS
     environment: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     ports: tuple[str, ...] = ()
@@ -149,7 +164,7 @@ class RunPlan:
         if self.runtime:
             argv += ["--runtime", self.runtime]
         argv.append(f"--shm-size={SHM_SIZE}")
-        for ulimit in ULIMITS:
+        for ulimit in self.ulimits:
             argv += ["--ulimit", ulimit]
         for variable in self.environment:
             argv += ["-e", variable]
@@ -186,7 +201,7 @@ class RunPlan:
         kwargs: dict[str, Any] = {
             "network_mode": self.network,
             "shm_size": SHM_SIZE,
-            "ulimits": [parse_ulimit(spec) for spec in ULIMITS],
+            "ulimits": [parse_ulimit(spec) for spec in self.ulimits],
             "environment": resolve_environment(self.environment, host_env),
             "volumes": list(self.volumes),
             "working_dir": self.workdir,
@@ -216,9 +231,22 @@ class RunPlan:
 
 def parse_ulimit(spec: str) -> Ulimit:
     """docker's `--ulimit name=soft[:hard]`; the hard limit defaults to the soft one."""
-    name, _, limits = spec.partition("=")
+    name, has_limits, limits = spec.partition("=")
     soft, _, hard = limits.partition(":")
-    return Ulimit(name=name, soft=int(soft), hard=int(hard or soft))
+    if not has_limits or name not in ULIMIT_NAMES:
+        raise UsageError(f"--ulimit '{spec}' is not NAME=SOFT[:HARD] with NAME one of {', '.join(ULIMIT_NAMES)}")
+    try:
+        return Ulimit(name=name, soft=int(soft), hard=int(hard or soft))
+    except ValueError:
+        raise UsageError(f"--ulimit '{spec}': limits must be whole numbers (-1 for unlimited)") from None
+
+
+def merge_ulimits(overrides: list[str]) -> tuple[str, ...]:
+    """The fixed ulimits with same-named overrides put in their place; new names go last."""
+    by_name = {spec.partition("=")[0]: spec for spec in ULIMITS}
+    for spec in overrides:
+        by_name[parse_ulimit(spec).name] = spec
+    return tuple(by_name.values())
 
 
 def parse_gpus(value: str) -> DeviceRequest:
@@ -429,6 +457,7 @@ def plan_run(args: argparse.Namespace, command: list[str], host_env: Mapping[str
         remove=args.rm,
         network=args.network,
         runtime=runtime,
+        ulimits=merge_ulimits(args.ulimits),
         environment=tuple(environment),
         volumes=tuple(volumes),
         ports=tuple(args.ports),
@@ -483,6 +512,14 @@ def _ensure_image(client: docker.DockerClient, plan: RunPlan) -> None:
         ) from error
 
 
+def start_failure_message(plan: RunPlan, reason: str) -> str:
+    message = f"docker could not start {plan.image}: {reason}"
+    if "rlimit" in reason:
+        # Engines without CAP_SYS_RESOURCE (e.g. inside another container) cannot raise limits.
+        message += f"; the engine cannot grant --ulimit {' '.join(plan.ulimits)}: lower them with --ulimit NAME=SOFT[:HARD]"
+    return message
+
+
 class _Terminated(Exception):
     """SIGTERM arrived; raised so that cleanup in `finally` still runs."""
 
@@ -504,17 +541,26 @@ def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
     container = None
     try:
+        # What client.containers.run(detach=True) does, taken apart as the docker CLI does it:
+        # attach before start so that no output is lost (attaching to an already exited container
+        # can block), and keep hold of a container that was created but failed to start, so
+        # that it is still removed.
         try:
-            container = client.containers.run(
-                plan.image, list(plan.command) or None, detach=True, **plan.sdk_kwargs(host_env)
-            )
+            container = client.containers.create(plan.image, list(plan.command) or None, **plan.sdk_kwargs(host_env))
+            if plan.interactive:
+                attached = client.api.attach_socket(
+                    container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+                )
+            else:
+                output = client.api.attach(container.id, stdout=True, stderr=True, stream=True, demux=True)
+            container.start()
         except APIError as error:
-            raise EnvironmentProblem(f"docker could not start {plan.image}: {one_line(error.explanation or error)}") from error
+            raise EnvironmentProblem(start_failure_message(plan, one_line(error.explanation or error))) from error
         try:
             if plan.interactive:
-                _relay_terminal(client, container.id)
+                _relay_terminal(client, container.id, attached)
             else:
-                _relay_output(client, container.id)
+                _relay_output(output)
             return int(container.wait()["StatusCode"])
         except (KeyboardInterrupt, _Terminated):
             container.stop(timeout=10)
@@ -528,9 +574,7 @@ def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
                 pass
 
 
-def _relay_output(client: docker.DockerClient, container_id: str) -> None:
-    # logs=True replays whatever the container printed before we attached.
-    stream = client.api.attach(container_id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+def _relay_output(stream: Iterable[tuple[bytes | None, bytes | None]]) -> None:
     for out_chunk, err_chunk in stream:
         if out_chunk:
             sys.stdout.buffer.write(out_chunk)
@@ -540,14 +584,11 @@ def _relay_output(client: docker.DockerClient, container_id: str) -> None:
             sys.stderr.buffer.flush()
 
 
-def _relay_terminal(client: docker.DockerClient, container_id: str) -> None:
+def _relay_terminal(client: docker.DockerClient, container_id: str, attached: Any) -> None:
     """Connect our terminal to the container's TTY in raw mode, as `docker run -it` does."""
     import termios
     import tty
 
-    attached = client.api.attach_socket(
-        container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
-    )
     connection: socket.socket = getattr(attached, "_sock", attached)
     stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
 

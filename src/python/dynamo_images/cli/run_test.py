@@ -341,3 +341,34 @@ def test_missing_image_says_how_to_build_it(checkout: Checkout) -> None:
 def test_bad_gpu_syntax_is_a_usage_error_class() -> None:
     with pytest.raises(UsageError):
         run.parse_gpus("count=many")
+
+
+def test_ulimit_overrides_replace_fixed_ones_in_place(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = dry_run_argv(capsys, "--hf-cache", "none", "--ulimit", "nofile=1024:4096", "--ulimit", "core=0", "--ulimit", "memlock=4194304")
+    assert option_values(argv, "--ulimit") == ["memlock=4194304", "stack=67108864", "nofile=1024:4096", "core=0"]
+    assert plan_for("--ulimit", "nofile=1024:4096").sdk_kwargs({})["ulimits"] == [
+        Ulimit(name="memlock", soft=-1, hard=-1),
+        Ulimit(name="stack", soft=67108864, hard=67108864),
+        Ulimit(name="nofile", soft=1024, hard=4096),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("files=10", "--ulimit 'files=10' is not NAME=SOFT[:HARD] with NAME one of core, cpu,"),
+        ("nofile", "--ulimit 'nofile' is not NAME=SOFT[:HARD]"),
+        ("memlock=lots", "--ulimit 'memlock=lots': limits must be whole numbers (-1 for unlimited)"),
+    ],
+)
+def test_bad_ulimits(checkout: Checkout, capsys: pytest.CaptureFixture[str], value: str, message: str) -> None:
+    assert usage_error(capsys, "run", "--dry-run", "--ulimit", value).startswith(message)
+
+
+def test_start_failure_from_limits_says_how_to_lower_them(checkout: Checkout) -> None:
+    reason = "OCI runtime create failed: error setting rlimit type 8: operation not permitted: unknown"
+    assert run.start_failure_message(plan_for("--ulimit", "core=0"), reason) == (
+        f"docker could not start dynamo:latest-vllm-dev: {reason}; the engine cannot grant "
+        "--ulimit memlock=-1 stack=67108864 nofile=65536:65536 core=0: lower them with --ulimit NAME=SOFT[:HARD]"
+    )
+    assert run.start_failure_message(plan_for(), "no space left") == "docker could not start dynamo:latest-vllm-dev: no space left"

@@ -36,7 +36,12 @@ STACK_BYTES = 67108864  # run.sh's fixed stack limit, left as is
 # show that --ulimit reaches the container; the fixed defaults have a test of their own below.
 MEMLOCK_BYTES = 4 * 1024 * 1024
 NOFILE_SOFT, NOFILE_HARD = 4096, 8192
-IN_REACH_ULIMITS = ["--ulimit", f"memlock={MEMLOCK_BYTES}", "--ulimit", f"nofile={NOFILE_SOFT}:{NOFILE_HARD}"]
+IN_REACH_ULIMITS = [
+    "--ulimit",
+    f"memlock={MEMLOCK_BYTES}",
+    "--ulimit",
+    f"nofile={NOFILE_SOFT}:{NOFILE_HARD}",
+]
 UNPRIVILEGED_UID = "4321"
 GREETING = """hello "quoted" world, it's $HOME"""
 
@@ -114,11 +119,31 @@ def test_run_applies_mounts_env_user_shm_and_ulimits(
 
     exit_code = main(
         [
-            "run", "--image", IMAGE, "--name", container_name, "--gpus", "none", "--network", "none",
-            "--user", f"{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}", "--hf-cache", str(hf_dir),
-            "-v", f"{data_dir}:/data:ro", "-e", f"GREETING={GREETING}", "-e", "FROM_HOST", *IN_REACH_ULIMITS,
-            "--", "python3", "-c", PROBE,
-        ]  # fmt: skip
+            "run",
+            "--image",
+            IMAGE,
+            "--name",
+            container_name,
+            "--gpus",
+            "none",
+            "--network",
+            "none",
+            "--user",
+            f"{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}",
+            "--hf-cache",
+            str(hf_dir),
+            "-v",
+            f"{data_dir}:/data:ro",
+            "-e",
+            f"GREETING={GREETING}",
+            "-e",
+            "FROM_HOST",
+            *IN_REACH_ULIMITS,
+            "--",
+            "python3",
+            "-c",
+            PROBE,
+        ]
     )
     out, err = capfd.readouterr()
     assert exit_code == 0, err
@@ -130,7 +155,9 @@ def test_run_applies_mounts_env_user_shm_and_ulimits(
     assert seen["status"]["Uid"] == [UNPRIVILEGED_UID] * 4
     assert seen["status"]["Gid"] == [UNPRIVILEGED_UID] * 4
     assert "0" in seen["status"]["Groups"]
-    assert seen["id"].startswith(f"uid={UNPRIVILEGED_UID} gid={UNPRIVILEGED_UID} groups=")
+    assert seen["id"].startswith(
+        f"uid={UNPRIVILEGED_UID} gid={UNPRIVILEGED_UID} groups="
+    )
     # --cap-add CAP_SYS_PTRACE reaches the bounding set.
     assert seen["cap_bounding"] & (1 << CAP_SYS_PTRACE_BIT)
 
@@ -145,7 +172,10 @@ def test_run_applies_mounts_env_user_shm_and_ulimits(
         "s": [str(STACK_BYTES // 1024)] * 2,
         "n": [str(NOFILE_SOFT), str(NOFILE_HARD)],
     }
-    assert str(NOFILE_SOFT) in seen["ulimit_a"] and str(STACK_BYTES // 1024) in seen["ulimit_a"], seen["ulimit_a"]
+    assert (
+        str(NOFILE_SOFT) in seen["ulimit_a"]
+        and str(STACK_BYTES // 1024) in seen["ulimit_a"]
+    ), seen["ulimit_a"]
 
     # --ipc host shares the host's /dev/shm, so the container sees the host's size there
     # (Docker ignores --shm-size=10G next to --ipc host, as it did for upstream's run.sh).
@@ -159,7 +189,10 @@ def test_run_applies_mounts_env_user_shm_and_ulimits(
     assert seen["env"]["FROM_HOST"] == "copied from the host"
     # The read-only mount and the Hugging Face cache in the non-root user's home.
     assert seen["greeting_file"] == GREETING
-    assert seen["data_mount_options"] and seen["data_mount_options"][0].split(",")[0] == "ro"
+    assert (
+        seen["data_mount_options"]
+        and seen["data_mount_options"][0].split(",")[0] == "ro"
+    )
     assert seen["env"]["HF_HOME"] == "/home/dynamo/.cache/huggingface"
     assert seen["hf_home_entries"] == ["marker"]
 
@@ -174,20 +207,54 @@ def test_exit_code_is_passed_through_and_the_container_removed(
     engine: docker.DockerClient, container_name: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     exit_code = main(
-        ["run", "--image", IMAGE, "--name", container_name, "--gpus", "none", "--network", "none",
-         "--hf-cache", "none", *IN_REACH_ULIMITS, "--", "sh", "-c", "echo to-stderr >&2; exit 3"]
-    )  # fmt: skip
+        [
+            "run",
+            "--image",
+            IMAGE,
+            "--name",
+            container_name,
+            "--gpus",
+            "none",
+            "--network",
+            "none",
+            "--hf-cache",
+            "none",
+            *IN_REACH_ULIMITS,
+            "--",
+            "sh",
+            "-c",
+            "echo to-stderr >&2; exit 3",
+        ]
+    )
     _, err = capfd.readouterr()
     assert exit_code == 3
     assert "to-stderr" in err
     assert containers_named(engine, container_name) == []
 
 
-def test_rm_false_keeps_the_container(engine: docker.DockerClient, container_name: str, capfd: pytest.CaptureFixture[str]) -> None:
+def test_rm_false_keeps_the_container(
+    engine: docker.DockerClient, container_name: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     exit_code = main(
-        ["run", "--image", IMAGE, "--name", container_name, "--gpus", "none", "--network", "none",
-         "--hf-cache", "none", "--rm", "false", *IN_REACH_ULIMITS, "--", "true"]
-    )  # fmt: skip
+        [
+            "run",
+            "--image",
+            IMAGE,
+            "--name",
+            container_name,
+            "--gpus",
+            "none",
+            "--network",
+            "none",
+            "--hf-cache",
+            "none",
+            "--rm",
+            "false",
+            *IN_REACH_ULIMITS,
+            "--",
+            "true",
+        ]
+    )
     capfd.readouterr()
     assert exit_code == 0
     assert containers_named(engine, container_name) == [container_name]
@@ -206,11 +273,27 @@ def test_fixed_ulimits_are_applied_or_clearly_refused(
     engine: docker.DockerClient, container_name: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """run.sh's fixed memlock=-1 and nofile=65536: applied where the engine may raise limits,
-    otherwise refused in one line that says how to lower them; either way no container is left."""
+    otherwise refused in one line that says how to lower them; either way no container is left.
+    """
     exit_code = main(
-        ["run", "--image", IMAGE, "--name", container_name, "--gpus", "none", "--network", "none",
-         "--hf-cache", "none", "--", "sh", "-c", "echo limits $(ulimit -Sl) $(ulimit -Hl) $(ulimit -Sn) $(ulimit -Hn)"]
-    )  # fmt: skip
+        [
+            "run",
+            "--image",
+            IMAGE,
+            "--name",
+            container_name,
+            "--gpus",
+            "none",
+            "--network",
+            "none",
+            "--hf-cache",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "echo limits $(ulimit -Sl) $(ulimit -Hl) $(ulimit -Sn) $(ulimit -Hn)",
+        ]
+    )
     out, err = capfd.readouterr()
     if exit_code == 0:
         assert "limits unlimited unlimited 65536 65536" in out
@@ -230,9 +313,25 @@ def test_interactive_terminal(engine: docker.DockerClient, container_name: str) 
     output and terminal size come back, and its exit code is ours."""
     rows, columns = 30, 100
     argv = [
-        sys.executable, "-m", "dynamo_images.cli", "run", "-it", "--image", IMAGE, "--name", container_name,
-        "--gpus", "none", "--network", "none", "--hf-cache", "none", *IN_REACH_ULIMITS, "--", "sh",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "dynamo_images.cli",
+        "run",
+        "-it",
+        "--image",
+        IMAGE,
+        "--name",
+        container_name,
+        "--gpus",
+        "none",
+        "--network",
+        "none",
+        "--hf-cache",
+        "none",
+        *IN_REACH_ULIMITS,
+        "--",
+        "sh",
+    ]
     child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     pid, terminal = pty.fork()
     if pid == 0:  # the child: give the terminal (its fd 0) a size, then become the CLI

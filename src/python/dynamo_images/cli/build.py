@@ -48,16 +48,50 @@ class Knob:
 
 # The single table of knob -> environment variable. Names follow DYNAMO_<FLAG IN UPPER CASE>.
 BUILD_KNOBS = (
-    Knob("--platform", "DYNAMO_PLATFORM", "linux/amd64 or linux/arm64; must be this host's (default: this host's)", "PLATFORM"),
-    Knob("--cuda-version", "DYNAMO_CUDA_VERSION", "CUDA version: 12.9 (the images' default) or 13.x", "VERSION"),
+    Knob(
+        "--platform",
+        "DYNAMO_PLATFORM",
+        "linux/amd64 or linux/arm64; must be this host's (default: this host's)",
+        "PLATFORM",
+    ),
+    Knob(
+        "--cuda-version",
+        "DYNAMO_CUDA_VERSION",
+        "CUDA version: 12.9 (the images' default) or 13.x",
+        "VERSION",
+    ),
     Knob("--base-image", "DYNAMO_BASE_IMAGE", "base image to build on", "IMAGE"),
     Knob("--base-image-tag", "DYNAMO_BASE_IMAGE_TAG", "tag of the base image", "TAG"),
     Knob("--enable-kvbm", "DYNAMO_ENABLE_KVBM", "build with the KV block manager"),
-    Knob("--enable-gpu-memory-service", "DYNAMO_ENABLE_GPU_MEMORY_SERVICE", "build with the GPU memory service"),
-    Knob("--efa-version", "DYNAMO_EFA_VERSION", "AWS EFA installer version (with --make-efa)", "VERSION"),
-    Knob("--vllm-max-jobs", "DYNAMO_VLLM_MAX_JOBS", "parallel compile jobs for vLLM (vllm only)", "N"),
-    Knob("--uid", "DYNAMO_UID", "UID of the dynamo user in local-dev images (default: yours)", "UID"),
-    Knob("--gid", "DYNAMO_GID", "GID of the dynamo user in local-dev images (default: yours)", "GID"),
+    Knob(
+        "--enable-gpu-memory-service",
+        "DYNAMO_ENABLE_GPU_MEMORY_SERVICE",
+        "build with the GPU memory service",
+    ),
+    Knob(
+        "--efa-version",
+        "DYNAMO_EFA_VERSION",
+        "AWS EFA installer version (with --make-efa)",
+        "VERSION",
+    ),
+    Knob(
+        "--vllm-max-jobs",
+        "DYNAMO_VLLM_MAX_JOBS",
+        "parallel compile jobs for vLLM (vllm only)",
+        "N",
+    ),
+    Knob(
+        "--uid",
+        "DYNAMO_UID",
+        "UID of the dynamo user in local-dev images (default: yours)",
+        "UID",
+    ),
+    Knob(
+        "--gid",
+        "DYNAMO_GID",
+        "GID of the dynamo user in local-dev images (default: yours)",
+        "GID",
+    ),
     Knob(
         "--tensorrtllm-pip-wheel-dir",
         "DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR",
@@ -72,19 +106,29 @@ def env_var(flag: str) -> str:
     """The environment variable a knob flag sets."""
     return KNOBS_BY_FLAG[flag].env_var
 
-SUPPORTED_PLATFORMS = {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}
+
+SUPPORTED_PLATFORMS = {
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "aarch64": "linux/arm64",
+    "arm64": "linux/arm64",
+}
 CUDA_VERSION_PATTERN = re.compile(r"^(12\.9|13\.\d+)$")
 ACCEPTED_CUDA_VERSIONS = "12.9, 13.x (e.g. 13.0)"
 
 # build.sh flags with no Pants 2.17 equivalent, each refused with what replaces it.
-REMOTE_CACHE_REPLACES = "the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace"
+REMOTE_CACHE_REPLACES = (
+    "the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace"
+)
 REFUSED_FLAGS = {
     "no_cache": "--no-cache: Pants 2.17 has no [docker] no-cache option (it arrived in 2.18); "
     "run `docker builder prune` to empty Docker's layer cache, then build again",
     "cache_from": f"--cache-from: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
     "cache_to": f"--cache-to: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
 }
-SCCACHE_REFUSAL = "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache"
+SCCACHE_REFUSAL = (
+    "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache"
+)
 
 # TensorRT-LLM install intents, as upstream's determine_user_intention_trtllm resolved them.
 TRTLLM_FLAGS = (
@@ -112,7 +156,11 @@ def host_platform() -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--framework", type=non_empty, help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})")
+    parser.add_argument(
+        "--framework",
+        type=non_empty,
+        help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})",
+    )
     parser.add_argument(
         "--target",
         type=non_empty,
@@ -122,27 +170,114 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for knob in BUILD_KNOBS:
         if knob.metavar is None:
-            parser.add_argument(knob.flag, action="store_true", help=f"{knob.help} (sets {knob.env_var}=true)")
+            parser.add_argument(
+                knob.flag,
+                action="store_true",
+                help=f"{knob.help} (sets {knob.env_var}=true)",
+            )
         else:
-            parser.add_argument(knob.flag, type=non_empty, metavar=knob.metavar, help=f"{knob.help} (sets {knob.env_var})")
-    parser.add_argument("--build-arg", dest="build_args", action="append", default=[], type=non_empty, metavar="NAME=VALUE",
-                        help="extra build arg, passed as Pants' --docker-build-args (reaches every image of the build)")
-    parser.add_argument("--tag", dest="tags", action="append", default=[], type=non_empty, metavar="IMAGE:TAG",
-                        help="also tag the built image so (repeatable; applied after the build with docker tag)")
-    parser.add_argument("--make-efa", action="store_true", help="build the AWS EFA variant (<target>-aws; runtime and dev only)")
-    parser.add_argument("--no-tag-latest", action="store_true", help="leave dynamo:latest-<framework>-<target> naming the image it named before")
-    parser.add_argument("--push", action="store_true", help="publish with ./pants publish (and docker push each --tag)")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
-    parser.add_argument("--tensorrtllm-pip-wheel", type=non_empty, metavar="REQUIREMENT", help="refused: no index serves a usable wheel here")
-    parser.add_argument("--tensorrtllm-index-url", type=non_empty, metavar="URL", help="refused along with --tensorrtllm-pip-wheel")
-    parser.add_argument("--tensorrtllm-git-url", type=non_empty, metavar="URL", help="refused: building TensorRT-LLM from git is not part of this build")
-    parser.add_argument("--tensorrtllm-commit", type=non_empty, metavar="REF", help="refused along with --tensorrtllm-git-url")
-    parser.add_argument("--no-cache", action="store_true", help="refused: Pants 2.17 cannot build without Docker's cache")
-    parser.add_argument("--cache-from", type=non_empty, metavar="REF", help="refused: see the remote cache")
-    parser.add_argument("--cache-to", type=non_empty, metavar="REF", help="refused: see the remote cache")
-    parser.add_argument("--use-sccache", action="store_true", help="refused: the remote cache replaces sccache")
-    parser.add_argument("--sccache-bucket", type=non_empty, metavar="BUCKET", help="refused with --use-sccache")
-    parser.add_argument("--sccache-region", type=non_empty, metavar="REGION", help="refused with --use-sccache")
+            parser.add_argument(
+                knob.flag,
+                type=non_empty,
+                metavar=knob.metavar,
+                help=f"{knob.help} (sets {knob.env_var})",
+            )
+    parser.add_argument(
+        "--build-arg",
+        dest="build_args",
+        action="append",
+        default=[],
+        type=non_empty,
+        metavar="NAME=VALUE",
+        help="extra build arg, passed as Pants' --docker-build-args (reaches every image of the build)",
+    )
+    parser.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        default=[],
+        type=non_empty,
+        metavar="IMAGE:TAG",
+        help="also tag the built image so (repeatable; applied after the build with docker tag)",
+    )
+    parser.add_argument(
+        "--make-efa",
+        action="store_true",
+        help="build the AWS EFA variant (<target>-aws; runtime and dev only)",
+    )
+    parser.add_argument(
+        "--no-tag-latest",
+        action="store_true",
+        help="leave dynamo:latest-<framework>-<target> naming the image it named before",
+    )
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="publish with ./pants publish (and docker push each --tag)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the commands instead of running them",
+    )
+    parser.add_argument(
+        "--tensorrtllm-pip-wheel",
+        type=non_empty,
+        metavar="REQUIREMENT",
+        help="refused: no index serves a usable wheel here",
+    )
+    parser.add_argument(
+        "--tensorrtllm-index-url",
+        type=non_empty,
+        metavar="URL",
+        help="refused along with --tensorrtllm-pip-wheel",
+    )
+    parser.add_argument(
+        "--tensorrtllm-git-url",
+        type=non_empty,
+        metavar="URL",
+        help="refused: building TensorRT-LLM from git is not part of this build",
+    )
+    parser.add_argument(
+        "--tensorrtllm-commit",
+        type=non_empty,
+        metavar="REF",
+        help="refused along with --tensorrtllm-git-url",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="refused: Pants 2.17 cannot build without Docker's cache",
+    )
+    parser.add_argument(
+        "--cache-from",
+        type=non_empty,
+        metavar="REF",
+        help="refused: see the remote cache",
+    )
+    parser.add_argument(
+        "--cache-to",
+        type=non_empty,
+        metavar="REF",
+        help="refused: see the remote cache",
+    )
+    parser.add_argument(
+        "--use-sccache",
+        action="store_true",
+        help="refused: the remote cache replaces sccache",
+    )
+    parser.add_argument(
+        "--sccache-bucket",
+        type=non_empty,
+        metavar="BUCKET",
+        help="refused with --use-sccache",
+    )
+    parser.add_argument(
+        "--sccache-region",
+        type=non_empty,
+        metavar="REGION",
+        help="refused with --use-sccache",
+    )
 
 
 @dataclass(frozen=True)
@@ -166,19 +301,35 @@ class BuildPlan:
         if cwd.resolve() != self.repo_root:
             steps.append(shlex.join(["cd", str(self.repo_root)]))
         if self.keep_previous_latest:
-            inspect = shlex.join(["docker", "image", "inspect", "--format", "{{.Id}}", self.image.latest_tag])
+            inspect = shlex.join(
+                [
+                    "docker",
+                    "image",
+                    "inspect",
+                    "--format",
+                    "{{.Id}}",
+                    self.image.latest_tag,
+                ]
+            )
             steps.append(f"{PREVIOUS_LATEST_VARIABLE}=$({inspect} 2>/dev/null || true)")
         assignments = [f"{name}={shlex.quote(value)}" for name, value in self.knob_env]
         steps.append(" ".join([*assignments, shlex.join(self.pants_argv)]))
         if self.extra_tags:
             read_id = shlex.join(
-                ["python3", "-c", 'import json, sys; print(json.load(open(sys.argv[1]))["image_id"])', self.image.docker_info_path]
+                [
+                    "python3",
+                    "-c",
+                    'import json, sys; print(json.load(open(sys.argv[1]))["image_id"])',
+                    self.image.docker_info_path,
+                ]
             )
             steps.append(f"{IMAGE_ID_VARIABLE}=$({read_id})")
             for tag in self.extra_tags:
                 steps.append(f'docker tag "${IMAGE_ID_VARIABLE}" {shlex.quote(tag)}')
             if self.push:
-                steps += [shlex.join(["docker", "push", tag]) for tag in self.extra_tags]
+                steps += [
+                    shlex.join(["docker", "push", tag]) for tag in self.extra_tags
+                ]
         if self.keep_previous_latest:
             latest = shlex.quote(self.image.latest_tag)
             steps.append(
@@ -189,12 +340,17 @@ class BuildPlan:
 
 
 def _given_trtllm_flags(args: argparse.Namespace) -> list[str]:
-    return [flag for flag in TRTLLM_FLAGS if getattr(args, flag.removeprefix("--").replace("-", "_"))]
+    return [
+        flag
+        for flag in TRTLLM_FLAGS
+        if getattr(args, flag.removeprefix("--").replace("-", "_"))
+    ]
 
 
 def _resolve_trtllm_wheel_dir(args: argparse.Namespace, cwd: Path) -> str:
     """Upstream's three intents (download / install a local wheel / build from git) must resolve to
-    exactly one; of those, only installing a local wheel can work with no NVIDIA index in reach."""
+    exactly one; of those, only installing a local wheel can work with no NVIDIA index in reach.
+    """
     wheel_dir, git_url = args.tensorrtllm_pip_wheel_dir, args.tensorrtllm_git_url
     wants_install = bool(wheel_dir) and not git_url
     wants_build = bool(git_url)
@@ -222,10 +378,14 @@ def _resolve_trtllm_wheel_dir(args: argparse.Namespace, cwd: Path) -> str:
         raise UsageError(TRTLLM_NEEDS_WHEEL_DIR)
     directory = (cwd / os.path.expanduser(wheel_dir)).resolve()
     if not directory.is_dir():
-        raise EnvironmentProblem(f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no such directory")
+        raise EnvironmentProblem(
+            f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no such directory"
+        )
     wheels = sorted(path.name for path in directory.glob(TRTLLM_WHEEL_GLOB))
     if not wheels:
-        raise EnvironmentProblem(f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no {TRTLLM_WHEEL_GLOB} in {directory}")
+        raise EnvironmentProblem(
+            f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no {TRTLLM_WHEEL_GLOB} in {directory}"
+        )
     if len(wheels) > 1:
         raise EnvironmentProblem(
             f"--tensorrtllm-pip-wheel-dir {wheel_dir}: {len(wheels)} wheels ({', '.join(wheels)}); leave exactly one"
@@ -239,7 +399,9 @@ def _positive_int(flag: str, value: str, minimum: int) -> str:
     return str(int(value))
 
 
-def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int) -> BuildPlan:
+def plan_build(
+    args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
+) -> BuildPlan:
     """Validate build.sh-style arguments and translate them into a BuildPlan."""
     framework = images.normalize_framework(args.framework or images.DEFAULT_FRAMEWORK)
     target = args.target
@@ -250,10 +412,19 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
         )
 
     if (args.uid or args.gid) and target != "local-dev":
-        raise UsageError(f"--uid/--gid apply to --target local-dev only, not '{target}'")
+        raise UsageError(
+            f"--uid/--gid apply to --target local-dev only, not '{target}'"
+        )
 
     if args.use_sccache:
-        missing = [flag for flag, value in (("--sccache-bucket", args.sccache_bucket), ("--sccache-region", args.sccache_region)) if not value]
+        missing = [
+            flag
+            for flag, value in (
+                ("--sccache-bucket", args.sccache_bucket),
+                ("--sccache-region", args.sccache_region),
+            )
+            if not value
+        ]
         if missing:
             raise UsageError(f"--use-sccache needs {' and '.join(missing)}")
     if args.use_sccache or args.sccache_bucket or args.sccache_region:
@@ -262,24 +433,36 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
     values: dict[str, str] = {}
     trtllm_flags = _given_trtllm_flags(args)
     if framework == "trtllm" and target != images.FRONTEND_TARGET:
-        values[env_var("--tensorrtllm-pip-wheel-dir")] = _resolve_trtllm_wheel_dir(args, cwd)
+        values[env_var("--tensorrtllm-pip-wheel-dir")] = _resolve_trtllm_wheel_dir(
+            args, cwd
+        )
     elif trtllm_flags:
-        raise UsageError(f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'")
+        raise UsageError(
+            f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'"
+        )
 
     if args.efa_version and not args.make_efa:
         raise UsageError("--efa-version applies to EFA builds only; add --make-efa")
     if args.vllm_max_jobs:
         if framework != "vllm":
-            raise UsageError(f"--vllm-max-jobs applies to --framework vllm only, not '{framework}'")
-        values[env_var("--vllm-max-jobs")] = _positive_int("--vllm-max-jobs", args.vllm_max_jobs, 1)
+            raise UsageError(
+                f"--vllm-max-jobs applies to --framework vllm only, not '{framework}'"
+            )
+        values[env_var("--vllm-max-jobs")] = _positive_int(
+            "--vllm-max-jobs", args.vllm_max_jobs, 1
+        )
     if args.cuda_version:
         if not CUDA_VERSION_PATTERN.match(args.cuda_version):
-            raise UsageError(f"unsupported --cuda-version '{args.cuda_version}'; accepted: {ACCEPTED_CUDA_VERSIONS}")
+            raise UsageError(
+                f"unsupported --cuda-version '{args.cuda_version}'; accepted: {ACCEPTED_CUDA_VERSIONS}"
+            )
         values[env_var("--cuda-version")] = args.cuda_version
     if args.platform:
         accepted = sorted(set(SUPPORTED_PLATFORMS.values()))
         if args.platform not in accepted:
-            raise UsageError(f"unknown --platform '{args.platform}'; accepted: {', '.join(accepted)}")
+            raise UsageError(
+                f"unknown --platform '{args.platform}'; accepted: {', '.join(accepted)}"
+            )
         if args.platform != host_platform():
             raise UsageError(
                 f"--platform {args.platform}: Pants 2.17 builds for the host's platform only "
@@ -307,8 +490,12 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
         values[env_var("--efa-version")] = args.efa_version
     if target == "local-dev":
         # As upstream: the dynamo user takes the builder's own UID/GID unless told otherwise.
-        values[env_var("--uid")] = _positive_int("--uid", args.uid, 0) if args.uid else str(host_uid)
-        values[env_var("--gid")] = _positive_int("--gid", args.gid, 0) if args.gid else str(host_gid)
+        values[env_var("--uid")] = (
+            _positive_int("--uid", args.uid, 0) if args.uid else str(host_uid)
+        )
+        values[env_var("--gid")] = (
+            _positive_int("--gid", args.gid, 0) if args.gid else str(host_gid)
+        )
 
     pants_options = []
     for build_arg in args.build_args:
@@ -319,9 +506,15 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
         pants_options.append(f"--docker-build-args={shlex.quote(build_arg)}")
     for tag in args.tags:
         if any(character.isspace() for character in tag):
-            raise UsageError(f"--tag '{tag}' is not an image reference (it contains whitespace)")
+            raise UsageError(
+                f"--tag '{tag}' is not an image reference (it contains whitespace)"
+            )
 
-    ordered_env = tuple((knob.env_var, values[knob.env_var]) for knob in BUILD_KNOBS if knob.env_var in values)
+    ordered_env = tuple(
+        (knob.env_var, values[knob.env_var])
+        for knob in BUILD_KNOBS
+        if knob.env_var in values
+    )
     return BuildPlan(
         repo_root=find_repo_root(cwd),
         image=image,
@@ -344,13 +537,26 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
     """Run the plan: ./pants, then the docker steps Pants cannot do."""
     if not (plan.repo_root / PANTS_LAUNCHER).is_file():
         raise EnvironmentProblem(f"no {PANTS_LAUNCHER} launcher in {plan.repo_root}")
-    client = connect()  # Pants' docker build needs the engine too; fail early and clearly
-    previous_latest = _image_id_of(client, plan.image.latest_tag) if plan.keep_previous_latest else None
+    client = (
+        connect()
+    )  # Pants' docker build needs the engine too; fail early and clearly
+    previous_latest = (
+        _image_id_of(client, plan.image.latest_tag)
+        if plan.keep_previous_latest
+        else None
+    )
 
     env = {**host_env, **dict(plan.knob_env)}
-    printable = " ".join([*(f"{n}={shlex.quote(v)}" for n, v in plan.knob_env), shlex.join(plan.pants_argv)])
+    printable = " ".join(
+        [
+            *(f"{n}={shlex.quote(v)}" for n, v in plan.knob_env),
+            shlex.join(plan.pants_argv),
+        ]
+    )
     print(f"+ {printable}", file=sys.stderr)
-    completed = subprocess.run(plan.pants_argv, cwd=plan.repo_root, env=env, check=False)
+    completed = subprocess.run(
+        plan.pants_argv, cwd=plan.repo_root, env=env, check=False
+    )
     if completed.returncode != 0:
         return completed.returncode
 
@@ -360,7 +566,9 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
             try:
                 image_id = json.loads(info_path.read_text())["image_id"]
             except (OSError, ValueError, KeyError) as error:
-                raise EnvironmentProblem(f"cannot read the built image id from {info_path}: {one_line(error)}") from error
+                raise EnvironmentProblem(
+                    f"cannot read the built image id from {info_path}: {one_line(error)}"
+                ) from error
             for tag in plan.extra_tags:
                 repository, tag_name = parse_repository_tag(tag)
                 print(f"+ docker tag {image_id} {tag}", file=sys.stderr)
@@ -369,9 +577,13 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
                 for tag in plan.extra_tags:
                     repository, tag_name = parse_repository_tag(tag)
                     print(f"+ docker push {tag}", file=sys.stderr)
-                    for status in client.api.push(repository, tag=tag_name or "latest", stream=True, decode=True):
+                    for status in client.api.push(
+                        repository, tag=tag_name or "latest", stream=True, decode=True
+                    ):
                         if "error" in status:
-                            raise EnvironmentProblem(f"docker push {tag} failed: {one_line(status['error'])}")
+                            raise EnvironmentProblem(
+                                f"docker push {tag} failed: {one_line(status['error'])}"
+                            )
         if plan.keep_previous_latest:
             latest = plan.image.latest_tag
             if previous_latest:
@@ -382,7 +594,9 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
                 print(f"+ docker rmi {latest}", file=sys.stderr)
                 client.images.remove(latest)
     except APIError as error:
-        raise EnvironmentProblem(f"docker refused a post-build step: {one_line(error.explanation or error)}") from error
+        raise EnvironmentProblem(
+            f"docker refused a post-build step: {one_line(error.explanation or error)}"
+        ) from error
     return 0
 
 

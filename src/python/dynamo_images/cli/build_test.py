@@ -28,7 +28,9 @@ def trtllm_wheel_dir(tmp_path: Path) -> Path:
     return wheel_dir
 
 
-def test_default_builds_the_vllm_dev_image(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_builds_the_vllm_dev_image(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert dry_build_steps(capsys) == [["./pants", "package", "docker/vllm:dev"]]
 
 
@@ -39,13 +41,19 @@ def test_default_builds_the_vllm_dev_image(checkout: Checkout, capsys: pytest.Ca
         (["--framework", "none", "--target", "runtime"], "docker/dynamo:runtime"),
         (["--framework", "SGLANG", "--target", "framework"], "docker/sglang:framework"),
         (["--target", "runtime", "--make-efa"], "docker/vllm:runtime-aws"),
-        (["--framework", "dynamo", "--target", "dev", "--make-efa"], "docker/dynamo:dev-aws"),
+        (
+            ["--framework", "dynamo", "--target", "dev", "--make-efa"],
+            "docker/dynamo:dev-aws",
+        ),
         (["--target", "frontend"], "docker/epp:runtime"),
         (["--framework", "dynamo", "--target", "frontend"], "docker/epp:runtime"),
     ],
 )
 def test_framework_and_target_pick_the_pants_target(
-    checkout: Checkout, capsys: pytest.CaptureFixture[str], flags: list[str], address: str
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    address: str,
 ) -> None:
     assert dry_build_steps(capsys, *flags) == [["./pants", "package", address]]
 
@@ -57,7 +65,10 @@ def test_framework_and_target_pick_the_pants_target(
         (["--cuda-version", "12.9"], "DYNAMO_CUDA_VERSION=12.9"),
         (["--platform", "linux/amd64"], "DYNAMO_PLATFORM=linux/amd64"),
         (["--base-image", AWKWARD_VALUE], f"DYNAMO_BASE_IMAGE={AWKWARD_VALUE}"),
-        (["--base-image-tag", "25.06-cuda12.9"], "DYNAMO_BASE_IMAGE_TAG=25.06-cuda12.9"),
+        (
+            ["--base-image-tag", "25.06-cuda12.9"],
+            "DYNAMO_BASE_IMAGE_TAG=25.06-cuda12.9",
+        ),
         (["--enable-kvbm"], "DYNAMO_ENABLE_KVBM=true"),
         (["--enable-gpu-memory-service"], "DYNAMO_ENABLE_GPU_MEMORY_SERVICE=true"),
         (["--make-efa", "--efa-version", "1.45.1"], "DYNAMO_EFA_VERSION=1.45.1"),
@@ -65,52 +76,110 @@ def test_framework_and_target_pick_the_pants_target(
     ],
 )
 def test_each_knob_becomes_its_environment_variable(
-    checkout: Checkout, capsys: pytest.CaptureFixture[str], amd64_host: None, flags: list[str], assignment: str
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    amd64_host: None,
+    flags: list[str],
+    assignment: str,
 ) -> None:
     [step] = dry_build_steps(capsys, "--target", "runtime", *flags)
     assert step[0] == assignment
     assert step[1:3] == ["./pants", "package"]
 
 
-def test_knobs_combine_in_table_order(checkout: Checkout, capsys: pytest.CaptureFixture[str], amd64_host: None) -> None:
-    [step] = dry_build_steps(capsys, "--vllm-max-jobs", "4", "--enable-kvbm", "--cuda-version", "13.0", "--platform", "linux/amd64")
+def test_knobs_combine_in_table_order(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], amd64_host: None
+) -> None:
+    [step] = dry_build_steps(
+        capsys,
+        "--vllm-max-jobs",
+        "4",
+        "--enable-kvbm",
+        "--cuda-version",
+        "13.0",
+        "--platform",
+        "linux/amd64",
+    )
     assert step == [
-        "DYNAMO_PLATFORM=linux/amd64", "DYNAMO_CUDA_VERSION=13.0", "DYNAMO_ENABLE_KVBM=true", "DYNAMO_VLLM_MAX_JOBS=4",
-        "./pants", "package", "docker/vllm:dev",
-    ]  # fmt: skip
+        "DYNAMO_PLATFORM=linux/amd64",
+        "DYNAMO_CUDA_VERSION=13.0",
+        "DYNAMO_ENABLE_KVBM=true",
+        "DYNAMO_VLLM_MAX_JOBS=4",
+        "./pants",
+        "package",
+        "docker/vllm:dev",
+    ]
 
 
-def test_knob_table_follows_the_naming_rule_and_every_flag_parses(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_knob_table_follows_the_naming_rule_and_every_flag_parses(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     for knob in build.BUILD_KNOBS:
-        assert knob.env_var == "DYNAMO_" + knob.flag.removeprefix("--").upper().replace("-", "_")
+        assert knob.env_var == "DYNAMO_" + knob.flag.removeprefix("--").upper().replace(
+            "-", "_"
+        )
     assert len({knob.env_var for knob in build.BUILD_KNOBS}) == len(build.BUILD_KNOBS)
 
 
-def test_local_dev_takes_the_builders_ids_unless_given(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_dev_takes_the_builders_ids_unless_given(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     [step] = dry_build_steps(capsys, "--target", "local-dev")
-    assert step == [f"DYNAMO_UID={os.getuid()}", f"DYNAMO_GID={os.getgid()}", "./pants", "package", "docker/vllm:local-dev"]
-    [step] = dry_build_steps(capsys, "--target", "local-dev", "--uid", "1234", "--gid", "0")
+    assert step == [
+        f"DYNAMO_UID={os.getuid()}",
+        f"DYNAMO_GID={os.getgid()}",
+        "./pants",
+        "package",
+        "docker/vllm:local-dev",
+    ]
+    [step] = dry_build_steps(
+        capsys, "--target", "local-dev", "--uid", "1234", "--gid", "0"
+    )
     assert step[:2] == ["DYNAMO_UID=1234", "DYNAMO_GID=0"]
 
 
-def test_build_args_go_through_pants_global_build_args(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
-    [step] = dry_build_steps(capsys, "--build-arg", f"NOTE={AWKWARD_VALUE}", "--build-arg", "PLAIN=1")
+def test_build_args_go_through_pants_global_build_args(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [step] = dry_build_steps(
+        capsys, "--build-arg", f"NOTE={AWKWARD_VALUE}", "--build-arg", "PLAIN=1"
+    )
     assert step[0] == "./pants"
     options = step[1:3]
-    assert [option.partition("=")[0] for option in options] == ["--docker-build-args"] * 2
+    assert [option.partition("=")[0] for option in options] == [
+        "--docker-build-args"
+    ] * 2
     # Pants splits each value of this shell-string list option shell-style; each must stay one arg.
-    assert [shlex.split(option.partition("=")[2]) for option in options] == [[f"NOTE={AWKWARD_VALUE}"], ["PLAIN=1"]]
+    assert [shlex.split(option.partition("=")[2]) for option in options] == [
+        [f"NOTE={AWKWARD_VALUE}"],
+        ["PLAIN=1"],
+    ]
     assert step[3:] == ["package", "docker/vllm:dev"]
 
 
-def test_tags_are_applied_from_the_built_image_id(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
-    steps = dry_build_steps(capsys, "--target", "runtime", "--tag", "my/dynamo:one", "--tag", "registry.example:5000/x:two")
+def test_tags_are_applied_from_the_built_image_id(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steps = dry_build_steps(
+        capsys,
+        "--target",
+        "runtime",
+        "--tag",
+        "my/dynamo:one",
+        "--tag",
+        "registry.example:5000/x:two",
+    )
     assert steps[0] == ["./pants", "package", "docker/vllm:runtime"]
     assert steps[1][0].startswith("image_id=$(python3")
-    assert steps[2:] == [["docker", "tag", "$image_id", "my/dynamo:one"], ["docker", "tag", "$image_id", "registry.example:5000/x:two"]]
+    assert steps[2:] == [
+        ["docker", "tag", "$image_id", "my/dynamo:one"],
+        ["docker", "tag", "$image_id", "registry.example:5000/x:two"],
+    ]
 
 
-def test_printed_build_runs_as_printed(checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_printed_build_runs_as_printed(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """Run the dry-run output in a shell, with ./pants and docker replaced by recorders."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -127,54 +196,131 @@ def test_printed_build_runs_as_printed(checkout: Checkout, capsys: pytest.Captur
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     info = checkout.repo / "dist" / "docker.vllm" / "runtime.docker-info.json"
     info.parent.mkdir(parents=True)
-    info.write_text(json.dumps({"version": 1, "image_id": "sha256:feedface", "registries": []}))
+    info.write_text(
+        json.dumps({"version": 1, "image_id": "sha256:feedface", "registries": []})
+    )
     subdirectory = checkout.repo / "src"
     subdirectory.mkdir()
     os.chdir(subdirectory)  # the printed script cds to the checkout first
 
     code, out, _ = run_cli(
-        capsys, "build", "--dry-run", "--target", "runtime", "--base-image", AWKWARD_VALUE,
-        "--build-arg", f"NOTE={AWKWARD_VALUE}", "--tag", "mine:1", "--push",
-    )  # fmt: skip
+        capsys,
+        "build",
+        "--dry-run",
+        "--target",
+        "runtime",
+        "--base-image",
+        AWKWARD_VALUE,
+        "--build-arg",
+        f"NOTE={AWKWARD_VALUE}",
+        "--tag",
+        "mine:1",
+        "--push",
+    )
     assert code == 0
-    subprocess.run(["sh", "-c", out], check=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    subprocess.run(
+        ["sh", "-c", out],
+        check=True,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert calls == [
         {
-            "argv": ["pants", f"--docker-build-args={shlex.quote('NOTE=' + AWKWARD_VALUE)}", "package", "publish", "docker/vllm:runtime"],
+            "argv": [
+                "pants",
+                f"--docker-build-args={shlex.quote('NOTE=' + AWKWARD_VALUE)}",
+                "package",
+                "publish",
+                "docker/vllm:runtime",
+            ],
             "env": {"DYNAMO_BASE_IMAGE": AWKWARD_VALUE},
             "cwd": str(checkout.repo),
         },
-        {"argv": ["docker", "tag", "sha256:feedface", "mine:1"], "env": {}, "cwd": str(checkout.repo)},
+        {
+            "argv": ["docker", "tag", "sha256:feedface", "mine:1"],
+            "env": {},
+            "cwd": str(checkout.repo),
+        },
         {"argv": ["docker", "push", "mine:1"], "env": {}, "cwd": str(checkout.repo)},
     ]
 
 
-def test_push_publishes_with_pants(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
-    assert dry_build_steps(capsys, "--push") == [["./pants", "package", "publish", "docker/vllm:dev"]]
+def test_push_publishes_with_pants(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert dry_build_steps(capsys, "--push") == [
+        ["./pants", "package", "publish", "docker/vllm:dev"]
+    ]
 
 
-def test_no_tag_latest_restores_the_previous_latest(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_tag_latest_restores_the_previous_latest(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     steps = dry_build_steps(capsys, "--target", "runtime", "--no-tag-latest")
     assert steps[0] == [
-        "previous_latest=$(docker", "image", "inspect", "--format", "{{.Id}}", "dynamo:latest-vllm-runtime", "2>/dev/null", "||", "true)",
-    ]  # fmt: skip
+        "previous_latest=$(docker",
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "dynamo:latest-vllm-runtime",
+        "2>/dev/null",
+        "||",
+        "true)",
+    ]
     assert steps[1] == ["./pants", "package", "docker/vllm:runtime"]
     assert steps[2] == [
-        "if", "[", "-n", "$previous_latest", "];", "then", "docker", "tag", "$previous_latest", "dynamo:latest-vllm-runtime;",
-        "else", "docker", "rmi", "dynamo:latest-vllm-runtime;", "fi",
-    ]  # fmt: skip
+        "if",
+        "[",
+        "-n",
+        "$previous_latest",
+        "];",
+        "then",
+        "docker",
+        "tag",
+        "$previous_latest",
+        "dynamo:latest-vllm-runtime;",
+        "else",
+        "docker",
+        "rmi",
+        "dynamo:latest-vllm-runtime;",
+        "fi",
+    ]
 
 
 def test_trtllm_installs_from_one_local_wheel(
     checkout: Checkout, capsys: pytest.CaptureFixture[str], trtllm_wheel_dir: Path
 ) -> None:
-    [step] = dry_build_steps(capsys, "--framework", "trtllm", "--target", "runtime", "--tensorrtllm-pip-wheel-dir", str(trtllm_wheel_dir))
-    assert step == [f"DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR={trtllm_wheel_dir}", "./pants", "package", "docker/trtllm:runtime"]
+    [step] = dry_build_steps(
+        capsys,
+        "--framework",
+        "trtllm",
+        "--target",
+        "runtime",
+        "--tensorrtllm-pip-wheel-dir",
+        str(trtllm_wheel_dir),
+    )
+    assert step == [
+        f"DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR={trtllm_wheel_dir}",
+        "./pants",
+        "package",
+        "docker/trtllm:runtime",
+    ]
 
 
-def test_trtllm_wheel_dir_problems(checkout: Checkout, capsys: pytest.CaptureFixture[str], trtllm_wheel_dir: Path, tmp_path: Path) -> None:
-    base = ("build", "--dry-run", "--framework", "trtllm", "--tensorrtllm-pip-wheel-dir")
+def test_trtllm_wheel_dir_problems(
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    trtllm_wheel_dir: Path,
+    tmp_path: Path,
+) -> None:
+    base = (
+        "build",
+        "--dry-run",
+        "--framework",
+        "trtllm",
+        "--tensorrtllm-pip-wheel-dir",
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     assert usage_error(capsys, *base, str(empty), exit_code=1) == (
@@ -183,7 +329,9 @@ def test_trtllm_wheel_dir_problems(checkout: Checkout, capsys: pytest.CaptureFix
     assert usage_error(capsys, *base, str(tmp_path / "absent"), exit_code=1) == (
         f"--tensorrtllm-pip-wheel-dir {tmp_path / 'absent'}: no such directory"
     )
-    (trtllm_wheel_dir / "tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl").write_bytes(b"")
+    (trtllm_wheel_dir / "tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl").write_bytes(
+        b""
+    )
     assert usage_error(capsys, *base, str(trtllm_wheel_dir), exit_code=1).endswith(
         "2 wheels (tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl, tensorrt_llm-1.3.0rc1-cp312-cp312-linux_x86_64.whl); leave exactly one"
     )
@@ -196,77 +344,213 @@ TRTLLM_UNRESOLVABLE = "cannot tell how to install TensorRT-LLM from"
     ("flags", "message"),
     [
         ([], build.TRTLLM_NEEDS_WHEEL_DIR),
-        (["--tensorrtllm-pip-wheel", "tensorrt-llm==1.3.0rc1"], f"--tensorrtllm-pip-wheel: {build.TRTLLM_NEEDS_WHEEL_DIR}"),
-        (["--tensorrtllm-pip-wheel", "tensorrt-llm", "--tensorrtllm-index-url", "https://example.invalid/simple"], "--tensorrtllm-pip-wheel: "),
-        (["--tensorrtllm-index-url", "https://example.invalid/simple"], f"{TRTLLM_UNRESOLVABLE} --tensorrtllm-index-url; give exactly one of"),
-        (["--tensorrtllm-pip-wheel", "x", "--tensorrtllm-pip-wheel-dir", "/w"], f"{TRTLLM_UNRESOLVABLE} --tensorrtllm-pip-wheel, --tensorrtllm-pip-wheel-dir;"),
-        (["--tensorrtllm-pip-wheel", "x", "--tensorrtllm-git-url", "https://example.invalid/trt.git"], TRTLLM_UNRESOLVABLE),
-        (["--tensorrtllm-git-url", "https://example.invalid/trt.git", "--tensorrtllm-commit", "v1"], "--tensorrtllm-git-url: building TensorRT-LLM from source is not part of this build"),
-        (["--tensorrtllm-commit", "v1"], "--tensorrtllm-commit only picks what to build from git"),
+        (
+            ["--tensorrtllm-pip-wheel", "tensorrt-llm==1.3.0rc1"],
+            f"--tensorrtllm-pip-wheel: {build.TRTLLM_NEEDS_WHEEL_DIR}",
+        ),
+        (
+            [
+                "--tensorrtllm-pip-wheel",
+                "tensorrt-llm",
+                "--tensorrtllm-index-url",
+                "https://example.invalid/simple",
+            ],
+            "--tensorrtllm-pip-wheel: ",
+        ),
+        (
+            ["--tensorrtllm-index-url", "https://example.invalid/simple"],
+            f"{TRTLLM_UNRESOLVABLE} --tensorrtllm-index-url; give exactly one of",
+        ),
+        (
+            ["--tensorrtllm-pip-wheel", "x", "--tensorrtllm-pip-wheel-dir", "/w"],
+            f"{TRTLLM_UNRESOLVABLE} --tensorrtllm-pip-wheel, --tensorrtllm-pip-wheel-dir;",
+        ),
+        (
+            [
+                "--tensorrtllm-pip-wheel",
+                "x",
+                "--tensorrtllm-git-url",
+                "https://example.invalid/trt.git",
+            ],
+            TRTLLM_UNRESOLVABLE,
+        ),
+        (
+            [
+                "--tensorrtllm-git-url",
+                "https://example.invalid/trt.git",
+                "--tensorrtllm-commit",
+                "v1",
+            ],
+            "--tensorrtllm-git-url: building TensorRT-LLM from source is not part of this build",
+        ),
+        (
+            ["--tensorrtllm-commit", "v1"],
+            "--tensorrtllm-commit only picks what to build from git",
+        ),
     ],
 )
 def test_trtllm_intent_must_resolve_to_a_local_wheel(
-    checkout: Checkout, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
 ) -> None:
-    assert usage_error(capsys, "build", "--dry-run", "--framework", "trtllm", *flags).startswith(message)
+    assert usage_error(
+        capsys, "build", "--dry-run", "--framework", "trtllm", *flags
+    ).startswith(message)
 
 
 def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
-    assert "no TensorRT-LLM wheel is reachable from PyPI" in build.TRTLLM_NEEDS_WHEEL_DIR
+    assert (
+        "no TensorRT-LLM wheel is reachable from PyPI" in build.TRTLLM_NEEDS_WHEEL_DIR
+    )
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--framework", "tgi"], "unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= dynamo)"),
-        (["--target", "debug"], "unknown target 'debug'; accepted: runtime, dev, local-dev, framework, frontend"),
-        (["--framework", "none", "--target", "framework"], "target 'framework' is the engine build stage and framework 'dynamo' has no engine"),
+        (
+            ["--framework", "tgi"],
+            "unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= dynamo)",
+        ),
+        (
+            ["--target", "debug"],
+            "unknown target 'debug'; accepted: runtime, dev, local-dev, framework, frontend",
+        ),
+        (
+            ["--framework", "none", "--target", "framework"],
+            "target 'framework' is the engine build stage and framework 'dynamo' has no engine",
+        ),
         (["--cuda-version"], "--cuda-version requires an argument"),
         (["--tag"], "--tag requires an argument"),
         (["--build-arg"], "--build-arg requires an argument"),
-        (["--tensorrtllm-pip-wheel-dir"], "--tensorrtllm-pip-wheel-dir requires an argument"),
+        (
+            ["--tensorrtllm-pip-wheel-dir"],
+            "--tensorrtllm-pip-wheel-dir requires an argument",
+        ),
         (["--frobnicate"], "unknown option: --frobnicate"),
         (["--dev-image", "x"], "unknown option: --dev-image"),
         (["--uid", "1000"], "--uid/--gid apply to --target local-dev only, not 'dev'"),
-        (["--target", "runtime", "--gid", "1000"], "--uid/--gid apply to --target local-dev only, not 'runtime'"),
-        (["--target", "local-dev", "--uid", "me"], "--uid 'me' is not a whole number >= 0"),
-        (["--use-sccache"], "--use-sccache needs --sccache-bucket and --sccache-region"),
-        (["--use-sccache", "--sccache-bucket", "b"], "--use-sccache needs --sccache-region"),
-        (["--use-sccache", "--sccache-bucket", "b", "--sccache-region", "r"], "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache"),
-        (["--sccache-bucket", "b"], "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache"),
-        (["--framework", "vllm", "--tensorrtllm-pip-wheel-dir", "/w"], "--tensorrtllm-pip-wheel-dir applies to --framework trtllm only, not 'vllm'"),
-        (["--framework", "sglang", "--tensorrtllm-commit", "v1"], "--tensorrtllm-commit applies to --framework trtllm only, not 'sglang'"),
-        (["--target", "local-dev", "--make-efa"], "EFA images exist for targets runtime and dev only, not 'local-dev'"),
-        (["--target", "framework", "--make-efa"], "EFA images exist for targets runtime and dev only, not 'framework'"),
-        (["--efa-version", "1.45.1"], "--efa-version applies to EFA builds only; add --make-efa"),
-        (["--framework", "sglang", "--vllm-max-jobs", "8"], "--vllm-max-jobs applies to --framework vllm only, not 'sglang'"),
+        (
+            ["--target", "runtime", "--gid", "1000"],
+            "--uid/--gid apply to --target local-dev only, not 'runtime'",
+        ),
+        (
+            ["--target", "local-dev", "--uid", "me"],
+            "--uid 'me' is not a whole number >= 0",
+        ),
+        (
+            ["--use-sccache"],
+            "--use-sccache needs --sccache-bucket and --sccache-region",
+        ),
+        (
+            ["--use-sccache", "--sccache-bucket", "b"],
+            "--use-sccache needs --sccache-region",
+        ),
+        (
+            ["--use-sccache", "--sccache-bucket", "b", "--sccache-region", "r"],
+            "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache",
+        ),
+        (
+            ["--sccache-bucket", "b"],
+            "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache",
+        ),
+        (
+            ["--framework", "vllm", "--tensorrtllm-pip-wheel-dir", "/w"],
+            "--tensorrtllm-pip-wheel-dir applies to --framework trtllm only, not 'vllm'",
+        ),
+        (
+            ["--framework", "sglang", "--tensorrtllm-commit", "v1"],
+            "--tensorrtllm-commit applies to --framework trtllm only, not 'sglang'",
+        ),
+        (
+            ["--target", "local-dev", "--make-efa"],
+            "EFA images exist for targets runtime and dev only, not 'local-dev'",
+        ),
+        (
+            ["--target", "framework", "--make-efa"],
+            "EFA images exist for targets runtime and dev only, not 'framework'",
+        ),
+        (
+            ["--efa-version", "1.45.1"],
+            "--efa-version applies to EFA builds only; add --make-efa",
+        ),
+        (
+            ["--framework", "sglang", "--vllm-max-jobs", "8"],
+            "--vllm-max-jobs applies to --framework vllm only, not 'sglang'",
+        ),
         (["--vllm-max-jobs", "0"], "--vllm-max-jobs '0' is not a whole number >= 1"),
-        (["--cuda-version", "11.8"], "unsupported --cuda-version '11.8'; accepted: 12.9, 13.x (e.g. 13.0)"),
-        (["--platform", "linux/s390x"], "unknown --platform 'linux/s390x'; accepted: linux/amd64, linux/arm64"),
-        (["--platform", "linux/arm64"], "--platform linux/arm64: Pants 2.17 builds for the host's platform only (no build_platform field) and this host is linux/amd64; build on an arm64 host"),
-        (["--no-cache"], "--no-cache: Pants 2.17 has no [docker] no-cache option (it arrived in 2.18); run `docker builder prune`"),
-        (["--cache-from", "type=registry,ref=x"], "--cache-from: the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace --cache-from/--cache-to"),
-        (["--cache-to", "type=inline"], "--cache-to: the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace"),
-        (["--no-tag-latest", "--push"], "--no-tag-latest cannot be combined with --push: ./pants publish pushes every tag of docker/vllm:dev"),
-        (["--target", "frontend", "--framework", "vllm"], "--target frontend builds the EPP image docker/epp:runtime, which has no framework; drop --framework vllm"),
+        (
+            ["--cuda-version", "11.8"],
+            "unsupported --cuda-version '11.8'; accepted: 12.9, 13.x (e.g. 13.0)",
+        ),
+        (
+            ["--platform", "linux/s390x"],
+            "unknown --platform 'linux/s390x'; accepted: linux/amd64, linux/arm64",
+        ),
+        (
+            ["--platform", "linux/arm64"],
+            "--platform linux/arm64: Pants 2.17 builds for the host's platform only (no build_platform field) and this host is linux/amd64; build on an arm64 host",
+        ),
+        (
+            ["--no-cache"],
+            "--no-cache: Pants 2.17 has no [docker] no-cache option (it arrived in 2.18); run `docker builder prune`",
+        ),
+        (
+            ["--cache-from", "type=registry,ref=x"],
+            "--cache-from: the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace --cache-from/--cache-to",
+        ),
+        (
+            ["--cache-to", "type=inline"],
+            "--cache-to: the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace",
+        ),
+        (
+            ["--no-tag-latest", "--push"],
+            "--no-tag-latest cannot be combined with --push: ./pants publish pushes every tag of docker/vllm:dev",
+        ),
+        (
+            ["--target", "frontend", "--framework", "vllm"],
+            "--target frontend builds the EPP image docker/epp:runtime, which has no framework; drop --framework vllm",
+        ),
         (["--build-arg", "NOVALUE"], "--build-arg 'NOVALUE' is not NAME=VALUE"),
-        (["--tag", "has space:1"], "--tag 'has space:1' is not an image reference (it contains whitespace)"),
+        (
+            ["--tag", "has space:1"],
+            "--tag 'has space:1' is not an image reference (it contains whitespace)",
+        ),
         (["--", "echo"], "build takes no command after --"),
     ],
 )
-def test_usage_errors(checkout: Checkout, capsys: pytest.CaptureFixture[str], amd64_host: None, argv: list[str], message: str) -> None:
+def test_usage_errors(
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    amd64_host: None,
+    argv: list[str],
+    message: str,
+) -> None:
     assert usage_error(capsys, "build", "--dry-run", *argv).startswith(message)
 
 
-def test_outside_the_checkout_is_an_environment_error(checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_outside_the_checkout_is_an_environment_error(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     os.chdir(tmp_path)
-    assert usage_error(capsys, "build", "--dry-run", exit_code=1).startswith("not inside the dynamo-images checkout")
+    assert usage_error(capsys, "build", "--dry-run", exit_code=1).startswith(
+        "not inside the dynamo-images checkout"
+    )
 
 
 def test_real_build_needs_the_launcher_and_the_engine(
-    checkout: Checkout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    assert usage_error(capsys, "build", exit_code=1) == f"no ./pants launcher in {checkout.repo.resolve()}"
+    assert (
+        usage_error(capsys, "build", exit_code=1)
+        == f"no ./pants launcher in {checkout.repo.resolve()}"
+    )
     (checkout.repo / "pants").write_text("#!/bin/sh\nexit 0\n")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    assert usage_error(capsys, "build", exit_code=1).startswith(f"cannot reach the Docker engine at unix://{tmp_path}/no-engine.sock")
+    assert usage_error(capsys, "build", exit_code=1).startswith(
+        f"cannot reach the Docker engine at unix://{tmp_path}/no-engine.sock"
+    )

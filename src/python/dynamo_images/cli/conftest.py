@@ -57,7 +57,9 @@ def dry_build_steps(capsys: pytest.CaptureFixture[str], *argv: str) -> list[list
     return [shlex.split(step) for step in out.rstrip("\n").split(STEP_SEPARATOR)]
 
 
-def usage_error(capsys: pytest.CaptureFixture[str], *argv: str, exit_code: int = 2) -> str:
+def usage_error(
+    capsys: pytest.CaptureFixture[str], *argv: str, exit_code: int = 2
+) -> str:
     """Run ARGV expecting a one-line error with `exit_code`; return the line."""
     code, out, err = run_cli(capsys, *argv)
     assert code == exit_code, err

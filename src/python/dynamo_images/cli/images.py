@@ -72,7 +72,9 @@ class ImageRef:
 
     @property
     def docker_info_path(self) -> str:
-        return f"{PANTS_DIST_DIR}/docker.{self.image_dir}/{self.target}.docker-info.json"
+        return (
+            f"{PANTS_DIST_DIR}/docker.{self.image_dir}/{self.target}.docker-info.json"
+        )
 
     @property
     def runs_as_root(self) -> bool:
@@ -80,7 +82,9 @@ class ImageRef:
 
 
 def accepted_frameworks() -> str:
-    aliases = ", ".join(f"{alias} (= {name})" for alias, name in FRAMEWORK_ALIASES.items())
+    aliases = ", ".join(
+        f"{alias} (= {name})" for alias, name in FRAMEWORK_ALIASES.items()
+    )
     return f"{', '.join(FRAMEWORKS)}; alias {aliases}"
 
 
@@ -89,7 +93,9 @@ def normalize_framework(value: str) -> str:
     name = value.strip().lower()
     name = FRAMEWORK_ALIASES.get(name, name)
     if name not in FRAMEWORKS:
-        raise UsageError(f"unknown framework '{value}'; accepted: {accepted_frameworks()}")
+        raise UsageError(
+            f"unknown framework '{value}'; accepted: {accepted_frameworks()}"
+        )
     return name
 
 
@@ -128,7 +134,9 @@ def build_image(framework: str, target: str, efa: bool) -> ImageRef:
     if target == FRONTEND_TARGET:
         if efa:
             _check_efa_target(target)
-        return ImageRef(FRONTEND_IMAGE_DIR, FRONTEND_PANTS_TARGET, FRONTEND_PANTS_TARGET)
+        return ImageRef(
+            FRONTEND_IMAGE_DIR, FRONTEND_PANTS_TARGET, FRONTEND_PANTS_TARGET
+        )
     _check_framework_has_target(framework, target)
     if efa:
         _check_efa_target(target)

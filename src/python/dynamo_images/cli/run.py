@@ -36,9 +36,22 @@ SHM_SIZE = "10G"
 IPC_MODE = "host"
 ULIMITS = ("memlock=-1", "stack=67108864", "nofile=65536:65536")
 ULIMIT_NAMES = (
-    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
-    "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
-)  # fmt: skip
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+)
 ALWAYS_ADDED_CAPS = ("CAP_SYS_PTRACE",)
 DEFAULT_WORKDIR = "/workspace"
 DEFAULT_NETWORK = "host"
@@ -69,7 +82,9 @@ def parse_bool(value: str) -> bool:
         return True
     if lowered in ("false", "no", "0", "off"):
         return False
-    raise argparse.ArgumentTypeError(f"'{value}' is not a boolean; accepted: true, false")
+    raise argparse.ArgumentTypeError(
+        f"'{value}' is not a boolean; accepted: true, false"
+    )
 
 
 def non_empty(value: str) -> str:
@@ -80,8 +95,16 @@ def non_empty(value: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", type=non_empty, help="image to run (default: dynamo:latest-<framework>-<target>)")
-    parser.add_argument("--framework", type=non_empty, help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})")
+    parser.add_argument(
+        "--image",
+        type=non_empty,
+        help="image to run (default: dynamo:latest-<framework>-<target>)",
+    )
+    parser.add_argument(
+        "--framework",
+        type=non_empty,
+        help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})",
+    )
     parser.add_argument(
         "--target",
         type=non_empty,
@@ -98,15 +121,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="host directory mounted as the container user's Hugging Face home "
         "(default: $HF_HOME, else ~/.cache/huggingface; 'none' mounts nothing)",
     )
-    parser.add_argument("--gpus", type=non_empty, default=DEFAULT_GPUS, help="GPUs to request, docker syntax (default: all; 'none' requests none and drops --runtime)")
-    parser.add_argument("--runtime", type=non_empty, help="container runtime, e.g. nvidia")
-    parser.add_argument("--entrypoint", type=non_empty, help="override the image entrypoint")
-    parser.add_argument("--workdir", type=non_empty, default=DEFAULT_WORKDIR, help=f"working directory in the container (default: {DEFAULT_WORKDIR})")
-    parser.add_argument("--privileged", type=parse_bool, nargs="?", const=True, metavar="TRUE|FALSE", help="privileged mode (default: false, true with --mount-workspace)")
-    parser.add_argument("--rm", type=parse_bool, nargs="?", const=True, default=True, metavar="TRUE|FALSE", help="remove the container when it exits (default: true)")
-    parser.add_argument("-v", dest="volumes", action="append", default=[], type=non_empty, metavar="SRC:DST[:OPTS]", help="add a volume mount (repeatable)")
-    parser.add_argument("-p", "--port", dest="ports", action="append", default=[], type=non_empty, metavar="[IP:]HOST:CONTAINER[/PROTO]", help="publish a port (repeatable)")
-    parser.add_argument("-e", dest="env", action="append", default=[], type=non_empty, metavar="NAME[=VALUE]", help="set an environment variable (repeatable)")
+    parser.add_argument(
+        "--gpus",
+        type=non_empty,
+        default=DEFAULT_GPUS,
+        help="GPUs to request, docker syntax (default: all; 'none' requests none and drops --runtime)",
+    )
+    parser.add_argument(
+        "--runtime", type=non_empty, help="container runtime, e.g. nvidia"
+    )
+    parser.add_argument(
+        "--entrypoint", type=non_empty, help="override the image entrypoint"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=non_empty,
+        default=DEFAULT_WORKDIR,
+        help=f"working directory in the container (default: {DEFAULT_WORKDIR})",
+    )
+    parser.add_argument(
+        "--privileged",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        metavar="TRUE|FALSE",
+        help="privileged mode (default: false, true with --mount-workspace)",
+    )
+    parser.add_argument(
+        "--rm",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="TRUE|FALSE",
+        help="remove the container when it exits (default: true)",
+    )
+    parser.add_argument(
+        "-v",
+        dest="volumes",
+        action="append",
+        default=[],
+        type=non_empty,
+        metavar="SRC:DST[:OPTS]",
+        help="add a volume mount (repeatable)",
+    )
+    parser.add_argument(
+        "-p",
+        "--port",
+        dest="ports",
+        action="append",
+        default=[],
+        type=non_empty,
+        metavar="[IP:]HOST:CONTAINER[/PROTO]",
+        help="publish a port (repeatable)",
+    )
+    parser.add_argument(
+        "-e",
+        dest="env",
+        action="append",
+        default=[],
+        type=non_empty,
+        metavar="NAME[=VALUE]",
+        help="set an environment variable (repeatable)",
+    )
     parser.add_argument(
         "--ulimit",
         dest="ulimits",
@@ -117,12 +194,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace a fixed ulimit (memlock=-1, stack=67108864, nofile=65536:65536) or add one (repeatable); "
         "for engines that may not raise limits that far",
     )
-    parser.add_argument("-it", dest="interactive", action="store_true", help="interactive, with a terminal")
-    parser.add_argument("--mount-workspace", action="store_true", help="mount this checkout at /workspace, plus /tmp and /mnt, pass HF_TOKEN, run privileged")
-    parser.add_argument("--use-nixl-gds", action="store_true", help="add the mounts and capability GPUDirect Storage needs")
-    parser.add_argument("--network", type=non_empty, default=DEFAULT_NETWORK, help=f"network mode (default: {DEFAULT_NETWORK})")
-    parser.add_argument("--user", type=non_empty, help="user[:group] to run as; non-root users also get group 0")
-    parser.add_argument("--dry-run", action="store_true", help="print the docker run command instead of running it")
+    parser.add_argument(
+        "-it",
+        dest="interactive",
+        action="store_true",
+        help="interactive, with a terminal",
+    )
+    parser.add_argument(
+        "--mount-workspace",
+        action="store_true",
+        help="mount this checkout at /workspace, plus /tmp and /mnt, pass HF_TOKEN, run privileged",
+    )
+    parser.add_argument(
+        "--use-nixl-gds",
+        action="store_true",
+        help="add the mounts and capability GPUDirect Storage needs",
+    )
+    parser.add_argument(
+        "--network",
+        type=non_empty,
+        default=DEFAULT_NETWORK,
+        help=f"network mode (default: {DEFAULT_NETWORK})",
+    )
+    parser.add_argument(
+        "--user",
+        type=non_empty,
+        help="user[:group] to run as; non-root users also get group 0",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the docker run command instead of running it",
+    )
 
 
 @dataclass(frozen=True)
@@ -234,11 +337,15 @@ def parse_ulimit(spec: str) -> Ulimit:
     name, has_limits, limits = spec.partition("=")
     soft, _, hard = limits.partition(":")
     if not has_limits or name not in ULIMIT_NAMES:
-        raise UsageError(f"--ulimit '{spec}' is not NAME=SOFT[:HARD] with NAME one of {', '.join(ULIMIT_NAMES)}")
+        raise UsageError(
+            f"--ulimit '{spec}' is not NAME=SOFT[:HARD] with NAME one of {', '.join(ULIMIT_NAMES)}"
+        )
     try:
         return Ulimit(name=name, soft=int(soft), hard=int(hard or soft))
     except ValueError:
-        raise UsageError(f"--ulimit '{spec}': limits must be whole numbers (-1 for unlimited)") from None
+        raise UsageError(
+            f"--ulimit '{spec}': limits must be whole numbers (-1 for unlimited)"
+        ) from None
 
 
 def merge_ulimits(overrides: list[str]) -> tuple[str, ...]:
@@ -282,7 +389,10 @@ def parse_gpus(value: str) -> DeviceRequest:
     if count is None and device_ids is None:
         count = 1
     return DeviceRequest(
-        driver=driver, count=count or 0, device_ids=device_ids or [], capabilities=capabilities
+        driver=driver,
+        count=count or 0,
+        device_ids=device_ids or [],
+        capabilities=capabilities,
     )
 
 
@@ -303,7 +413,9 @@ def parse_port_bindings(specs: tuple[str, ...]) -> dict[str, Any]:
     for spec in specs:
         for container_port, binding in _parse_port_spec(spec):
             bindings.setdefault(container_port, []).append(binding)
-    return {port: found[0] if len(found) == 1 else found for port, found in bindings.items()}
+    return {
+        port: found[0] if len(found) == 1 else found for port, found in bindings.items()
+    }
 
 
 def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
@@ -313,11 +425,15 @@ def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
     if body.startswith("["):  # [IPv6]:host:container
         closing = body.find("]:")
         if closing < 0:
-            raise UsageError(f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]")
+            raise UsageError(
+                f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]"
+            )
         host_ip, body = body[1:closing], body[closing + 2 :]
         parts = body.split(":")
         if len(parts) != 2:
-            raise UsageError(f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]")
+            raise UsageError(
+                f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]"
+            )
         host_ports_text, container_ports_text = parts
     else:
         parts = body.split(":")
@@ -328,13 +444,19 @@ def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
         elif len(parts) == 3:
             host_ip, host_ports_text, container_ports_text = parts
         else:
-            raise UsageError(f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]")
+            raise UsageError(
+                f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]"
+            )
     container_ports = _port_range(container_ports_text, spec)
     host_ports: list[int | None] = (
-        list(_port_range(host_ports_text, spec)) if host_ports_text else [None] * len(container_ports)
+        list(_port_range(host_ports_text, spec))
+        if host_ports_text
+        else [None] * len(container_ports)
     )
     if len(host_ports) != len(container_ports):
-        raise UsageError(f"-p '{spec}': host and container port ranges differ in length")
+        raise UsageError(
+            f"-p '{spec}': host and container port ranges differ in length"
+        )
     result = []
     for host_port, container_port in zip(host_ports, container_ports):
         if host_ip:
@@ -356,7 +478,9 @@ def _port_range(text: str, spec: str) -> list[int]:
     return list(range(start, end + 1))
 
 
-def resolve_environment(variables: tuple[str, ...], host_env: Mapping[str, str]) -> list[str]:
+def resolve_environment(
+    variables: tuple[str, ...], host_env: Mapping[str, str]
+) -> list[str]:
     """As the docker CLI does: `-e NAME` copies NAME from the host, or is dropped if unset there."""
     resolved = []
     for variable in variables:
@@ -376,7 +500,11 @@ def _runs_as_root(user: str | None, image_runs_as_root: bool) -> bool:
 def _absolute_host_path(path: str, home: str, cwd: Path) -> str:
     if path == "~" or path.startswith("~/"):
         path = home + path[1:]
-    return str((cwd / path).resolve()) if not os.path.isabs(path) else os.path.normpath(path)
+    return (
+        str((cwd / path).resolve())
+        if not os.path.isabs(path)
+        else os.path.normpath(path)
+    )
 
 
 def _absolutize_volume(spec: str, home: str, cwd: Path) -> str:
@@ -387,7 +515,9 @@ def _absolutize_volume(spec: str, home: str, cwd: Path) -> str:
     return spec
 
 
-def plan_run(args: argparse.Namespace, command: list[str], host_env: Mapping[str, str], cwd: Path) -> RunPlan:
+def plan_run(
+    args: argparse.Namespace, command: list[str], host_env: Mapping[str, str], cwd: Path
+) -> RunPlan:
     """Turn parsed `run` arguments into a RunPlan, applying upstream's defaults and rules."""
     framework = images.normalize_framework(args.framework or images.DEFAULT_FRAMEWORK)
     target = args.target or images.DEFAULT_TARGET
@@ -420,11 +550,17 @@ def plan_run(args: argparse.Namespace, command: list[str], host_env: Mapping[str
             privileged = True
 
     host_dirs: list[str] = []
-    hf_cache = args.hf_cache or host_env.get("HF_HOME") or f"{home}/{images.HF_CACHE_UNDER_HOME}"
+    hf_cache = (
+        args.hf_cache
+        or host_env.get("HF_HOME")
+        or f"{home}/{images.HF_CACHE_UNDER_HOME}"
+    )
     if hf_cache.lower() != NO_HF_CACHE:
         hf_host_dir = _absolute_host_path(hf_cache, home, cwd)
         container_home = (
-            images.ROOT_HOME if _runs_as_root(args.user, user_ref.runs_as_root) else images.CONTAINER_USER_HOME
+            images.ROOT_HOME
+            if _runs_as_root(args.user, user_ref.runs_as_root)
+            else images.CONTAINER_USER_HOME
         )
         hf_container_dir = f"{container_home}/{images.HF_CACHE_UNDER_HOME}"
         volumes.append(f"{hf_host_dir}:{hf_container_dir}")
@@ -531,7 +667,9 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
     """Run the plan on the engine; return the container's exit code."""
     if plan.interactive and not sys.stdin.isatty():
-        raise EnvironmentProblem("-it needs a terminal on standard input; drop -it to run without one")
+        raise EnvironmentProblem(
+            "-it needs a terminal on standard input; drop -it to run without one"
+        )
     client = connect()
     check_engine_runtimes(plan, client.info())
     _ensure_image(client, plan)
@@ -546,16 +684,23 @@ def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
         # can block), and keep hold of a container that was created but failed to start, so
         # that it is still removed.
         try:
-            container = client.containers.create(plan.image, list(plan.command) or None, **plan.sdk_kwargs(host_env))
+            container = client.containers.create(
+                plan.image, list(plan.command) or None, **plan.sdk_kwargs(host_env)
+            )
             if plan.interactive:
                 attached = client.api.attach_socket(
-                    container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+                    container.id,
+                    params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
                 )
             else:
-                output = client.api.attach(container.id, stdout=True, stderr=True, stream=True, demux=True)
+                output = client.api.attach(
+                    container.id, stdout=True, stderr=True, stream=True, demux=True
+                )
             container.start()
         except APIError as error:
-            raise EnvironmentProblem(start_failure_message(plan, one_line(error.explanation or error))) from error
+            raise EnvironmentProblem(
+                start_failure_message(plan, one_line(error.explanation or error))
+            ) from error
         try:
             if plan.interactive:
                 _relay_terminal(client, container.id, attached)
@@ -584,7 +729,9 @@ def _relay_output(stream: Iterable[tuple[bytes | None, bytes | None]]) -> None:
             sys.stderr.buffer.flush()
 
 
-def _relay_terminal(client: docker.DockerClient, container_id: str, attached: Any) -> None:
+def _relay_terminal(
+    client: docker.DockerClient, container_id: str, attached: Any
+) -> None:
     """Connect our terminal to the container's TTY in raw mode, as `docker run -it` does."""
     import termios
     import tty

@@ -15,10 +15,13 @@ from dynamo_images.cli.main import make_parser
 
 FIXED_OPTIONS = [
     "--shm-size=10G",
-    "--ulimit", "memlock=-1",
-    "--ulimit", "stack=67108864",
-    "--ulimit", "nofile=65536:65536",
-]  # fmt: skip
+    "--ulimit",
+    "memlock=-1",
+    "--ulimit",
+    "stack=67108864",
+    "--ulimit",
+    "nofile=65536:65536",
+]
 
 AWKWARD_VALUE = """it's a "quoted" value with  spaces, $HOME and `ticks`"""
 
@@ -32,28 +35,55 @@ def plan_for(*argv: str, command: tuple[str, ...] = ()) -> run.RunPlan:
     return run.plan_run(args, list(command), os.environ, Path.cwd())
 
 
-def test_defaults_match_upstream_run_sh(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_defaults_match_upstream_run_sh(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     hf_dir = f"{checkout.home}/.cache/huggingface"
     assert dry_run_argv(capsys) == [
-        "docker", "run", "--gpus", "all", "--rm", "--network", "host", *FIXED_OPTIONS,
-        "-e", "HF_HOME=/root/.cache/huggingface",
-        "-v", f"{hf_dir}:/root/.cache/huggingface",
-        "-w", "/workspace", "--cap-add", "CAP_SYS_PTRACE", "--ipc", "host",
+        "docker",
+        "run",
+        "--gpus",
+        "all",
+        "--rm",
+        "--network",
+        "host",
+        *FIXED_OPTIONS,
+        "-e",
+        "HF_HOME=/root/.cache/huggingface",
+        "-v",
+        f"{hf_dir}:/root/.cache/huggingface",
+        "-w",
+        "/workspace",
+        "--cap-add",
+        "CAP_SYS_PTRACE",
+        "--ipc",
+        "host",
         "dynamo:latest-vllm-dev",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.parametrize(
     ("flags", "image"),
     [
         (["--framework", "sglang"], "dynamo:latest-sglang-dev"),
-        (["--framework", "none", "--target", "runtime"], "dynamo:latest-dynamo-runtime"),
-        (["--framework", "TRTLLM", "--target", "local-dev"], "dynamo:latest-trtllm-local-dev"),
+        (
+            ["--framework", "none", "--target", "runtime"],
+            "dynamo:latest-dynamo-runtime",
+        ),
+        (
+            ["--framework", "TRTLLM", "--target", "local-dev"],
+            "dynamo:latest-trtllm-local-dev",
+        ),
         (["--target", "runtime-aws"], "dynamo:latest-vllm-runtime-aws"),
-        (["--image", "registry.example/team/dynamo:my tag"], "registry.example/team/dynamo:my tag"),
+        (
+            ["--image", "registry.example/team/dynamo:my tag"],
+            "registry.example/team/dynamo:my tag",
+        ),
     ],
 )
-def test_image_follows_framework_and_target(checkout: Checkout, capsys: pytest.CaptureFixture[str], flags: list[str], image: str) -> None:
+def test_image_follows_framework_and_target(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], flags: list[str], image: str
+) -> None:
     argv = dry_run_argv(capsys, "--hf-cache", "none", *flags)
     assert argv[-1] == image
 
@@ -67,13 +97,19 @@ def test_image_follows_framework_and_target(checkout: Checkout, capsys: pytest.C
         (["--target", "dev", "--user", "dynamo"], "/home/dynamo"),
         (["--target", "runtime", "--user", "root"], "/root"),
         (["--target", "runtime", "--user", "0:0"], "/root"),
-        (["--image", "dynamo:latest-sglang-runtime"], "/home/dynamo"),  # our tag tells the target
+        (
+            ["--image", "dynamo:latest-sglang-runtime"],
+            "/home/dynamo",
+        ),  # our tag tells the target
         (["--image", "someone/else:1", "--target", "runtime"], "/home/dynamo"),
         (["--image", "someone/else:1"], "/root"),
     ],
 )
 def test_hf_cache_lands_in_the_container_users_home(
-    checkout: Checkout, capsys: pytest.CaptureFixture[str], flags: list[str], container_home: str
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    container_home: str,
 ) -> None:
     argv = dry_run_argv(capsys, *flags)
     hf_home = f"{container_home}/.cache/huggingface"
@@ -81,12 +117,21 @@ def test_hf_cache_lands_in_the_container_users_home(
     assert f"{checkout.home}/.cache/huggingface:{hf_home}" in option_values(argv, "-v")
 
 
-def test_hf_cache_choices(checkout: Checkout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_cache_choices(
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     argv = dry_run_argv(capsys, "--hf-home", "models dir", "--target", "runtime")
-    assert f"{checkout.repo}/models dir:/home/dynamo/.cache/huggingface" in option_values(argv, "-v")
+    assert (
+        f"{checkout.repo}/models dir:/home/dynamo/.cache/huggingface"
+        in option_values(argv, "-v")
+    )
 
     argv = dry_run_argv(capsys, "--hf-cache", "~/hf", "--target", "runtime")
-    assert f"{checkout.home}/hf:/home/dynamo/.cache/huggingface" in option_values(argv, "-v")
+    assert f"{checkout.home}/hf:/home/dynamo/.cache/huggingface" in option_values(
+        argv, "-v"
+    )
 
     monkeypatch.setenv("HF_HOME", "/srv/hf")
     argv = dry_run_argv(capsys, "--target", "runtime")
@@ -97,54 +142,124 @@ def test_hf_cache_choices(checkout: Checkout, capsys: pytest.CaptureFixture[str]
     assert option_values(argv, "-e") == []
 
 
-def test_value_flags_reach_the_command(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_value_flags_reach_the_command(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = dry_run_argv(
-        capsys, "--hf-cache", "none", "--name", "my box", "--entrypoint", "/bin/my entry", "--workdir", "/work dir",
-        "--network", "bridge", "--runtime", "nvidia", "--gpus", '"device=0,2"',
-    )  # fmt: skip
+        capsys,
+        "--hf-cache",
+        "none",
+        "--name",
+        "my box",
+        "--entrypoint",
+        "/bin/my entry",
+        "--workdir",
+        "/work dir",
+        "--network",
+        "bridge",
+        "--runtime",
+        "nvidia",
+        "--gpus",
+        '"device=0,2"',
+    )
     assert argv == [
-        "docker", "run", "--gpus", '"device=0,2"', "--rm", "--network", "bridge", "--runtime", "nvidia", *FIXED_OPTIONS,
-        "-w", "/work dir", "--cap-add", "CAP_SYS_PTRACE", "--ipc", "host",
-        "--name", "my box", "--entrypoint", "/bin/my entry", "dynamo:latest-vllm-dev",
-    ]  # fmt: skip
+        "docker",
+        "run",
+        "--gpus",
+        '"device=0,2"',
+        "--rm",
+        "--network",
+        "bridge",
+        "--runtime",
+        "nvidia",
+        *FIXED_OPTIONS,
+        "-w",
+        "/work dir",
+        "--cap-add",
+        "CAP_SYS_PTRACE",
+        "--ipc",
+        "host",
+        "--name",
+        "my box",
+        "--entrypoint",
+        "/bin/my entry",
+        "dynamo:latest-vllm-dev",
+    ]
 
 
-def test_gpus_none_drops_the_gpu_request_and_the_runtime(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = dry_run_argv(capsys, "--hf-cache", "none", "--gpus", "none", "--runtime", "nvidia")
+def test_gpus_none_drops_the_gpu_request_and_the_runtime(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = dry_run_argv(
+        capsys, "--hf-cache", "none", "--gpus", "none", "--runtime", "nvidia"
+    )
     assert "--gpus" not in argv
     assert "--runtime" not in argv
     assert plan_for("--gpus", "NONE").gpus is None
 
 
-def test_repeatable_flags_keep_order_and_quoting(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_repeatable_flags_keep_order_and_quoting(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = dry_run_argv(
-        capsys, "--hf-cache", "none",
-        "-e", f"FIRST={AWKWARD_VALUE}", "-e", "FROM_HOST", "-e", "EMPTY=",
-        "-v", "/data/my models:/models:ro", "-v", "./relative dir:/rel", "-v", "named_volume:/vol",
-        "-p", "8000:8000", "--port", "127.0.0.1:9090:9090/udp",
-    )  # fmt: skip
-    assert option_values(argv, "-e") == [f"FIRST={AWKWARD_VALUE}", "FROM_HOST", "EMPTY="]
-    assert option_values(argv, "-v") == ["/data/my models:/models:ro", f"{checkout.repo}/relative dir:/rel", "named_volume:/vol"]
+        capsys,
+        "--hf-cache",
+        "none",
+        "-e",
+        f"FIRST={AWKWARD_VALUE}",
+        "-e",
+        "FROM_HOST",
+        "-e",
+        "EMPTY=",
+        "-v",
+        "/data/my models:/models:ro",
+        "-v",
+        "./relative dir:/rel",
+        "-v",
+        "named_volume:/vol",
+        "-p",
+        "8000:8000",
+        "--port",
+        "127.0.0.1:9090:9090/udp",
+    )
+    assert option_values(argv, "-e") == [
+        f"FIRST={AWKWARD_VALUE}",
+        "FROM_HOST",
+        "EMPTY=",
+    ]
+    assert option_values(argv, "-v") == [
+        "/data/my models:/models:ro",
+        f"{checkout.repo}/relative dir:/rel",
+        "named_volume:/vol",
+    ]
     assert option_values(argv, "-p") == ["8000:8000", "127.0.0.1:9090:9090/udp"]
 
 
-def test_container_command_after_double_dash_is_kept_verbatim(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_container_command_after_double_dash_is_kept_verbatim(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     command = ["bash", "-c", f"echo {AWKWARD_VALUE!r} -- done", "--", "--rm", "-e"]
     argv = dry_run_argv(capsys, "--hf-cache", "none", "--", *command)
     assert argv[argv.index("dynamo:latest-vllm-dev") + 1 :] == command
 
 
 def test_switches(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = dry_run_argv(capsys, "--hf-cache", "none", "-it", "--privileged", "--rm", "false")
+    argv = dry_run_argv(
+        capsys, "--hf-cache", "none", "-it", "--privileged", "--rm", "false"
+    )
     assert argv[:6] == ["docker", "run", "--gpus", "all", "-it", "--network"]
     assert "--privileged" in argv
     assert "--rm" not in argv
     # Upstream's spelling with an explicit value.
-    argv = dry_run_argv(capsys, "--hf-cache", "none", "--privileged", "TRUE", "--rm", "TRUE")
+    argv = dry_run_argv(
+        capsys, "--hf-cache", "none", "--privileged", "TRUE", "--rm", "TRUE"
+    )
     assert "--privileged" in argv and "--rm" in argv
 
 
-def test_mount_workspace_mirrors_upstream(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_mount_workspace_mirrors_upstream(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     subdirectory = checkout.repo / "docker" / "vllm"
     subdirectory.mkdir(parents=True)
     os.chdir(subdirectory)  # the checkout is found from anywhere inside it
@@ -155,9 +270,14 @@ def test_mount_workspace_mirrors_upstream(checkout: Checkout, capsys: pytest.Cap
         "/mnt:/mnt",
         f"{checkout.home}/.cache/huggingface:/home/dynamo/.cache/huggingface",
     ]
-    assert option_values(argv, "-e") == ["HF_HOME=/home/dynamo/.cache/huggingface", "HF_TOKEN"]
+    assert option_values(argv, "-e") == [
+        "HF_HOME=/home/dynamo/.cache/huggingface",
+        "HF_TOKEN",
+    ]
     assert "--privileged" in argv
-    assert "--privileged" not in dry_run_argv(capsys, "--mount-workspace", "--privileged", "false")
+    assert "--privileged" not in dry_run_argv(
+        capsys, "--mount-workspace", "--privileged", "false"
+    )
 
 
 def test_mount_workspace_outside_the_checkout_is_an_environment_error(
@@ -165,7 +285,9 @@ def test_mount_workspace_outside_the_checkout_is_an_environment_error(
 ) -> None:
     os.chdir(tmp_path)
     message = usage_error(capsys, "run", "--dry-run", "--mount-workspace", exit_code=1)
-    assert message.startswith(f"not inside the dynamo-images checkout: no pants.toml in {tmp_path.resolve()} or above")
+    assert message.startswith(
+        f"not inside the dynamo-images checkout: no pants.toml in {tmp_path.resolve()} or above"
+    )
 
 
 def test_use_nixl_gds(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
@@ -173,21 +295,37 @@ def test_use_nixl_gds(checkout: Checkout, capsys: pytest.CaptureFixture[str]) ->
     assert option_values(argv, "-v") == ["/run/udev:/run/udev:ro", "/tmp:/tmp"]
     assert option_values(argv, "--cap-add") == ["CAP_SYS_PTRACE", "IPC_LOCK"]
     # With --mount-workspace, /tmp is already mounted once.
-    argv = dry_run_argv(capsys, "--hf-cache", "none", "--use-nixl-gds", "--mount-workspace")
+    argv = dry_run_argv(
+        capsys, "--hf-cache", "none", "--use-nixl-gds", "--mount-workspace"
+    )
     assert option_values(argv, "-v").count("/tmp:/tmp") == 1
 
 
 @pytest.mark.parametrize(
     ("user", "group_add"),
-    [("1000", ["0"]), ("dynamo:0", ["0"]), ("4321:4321", ["0"]), ("root", []), ("0", []), ("0:1000", [])],
+    [
+        ("1000", ["0"]),
+        ("dynamo:0", ["0"]),
+        ("4321:4321", ["0"]),
+        ("root", []),
+        ("0", []),
+        ("0:1000", []),
+    ],
 )
-def test_user_and_group_zero(checkout: Checkout, capsys: pytest.CaptureFixture[str], user: str, group_add: list[str]) -> None:
+def test_user_and_group_zero(
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    user: str,
+    group_add: list[str],
+) -> None:
     argv = dry_run_argv(capsys, "--hf-cache", "none", "--user", user)
     assert option_values(argv, "--user") == [user]
     assert option_values(argv, "--group-add") == group_add
 
 
-def test_printed_command_runs_as_printed(checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_printed_command_runs_as_printed(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """Feed the dry-run line to a real shell, with `docker` replaced by a script that records argv."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -196,27 +334,79 @@ def test_printed_command_runs_as_printed(checkout: Checkout, capsys: pytest.Capt
     recorder.chmod(recorder.stat().st_mode | stat.S_IXUSR)
     argv_file = tmp_path / "argv"
     cli_argv = [
-        "run", "--dry-run", "--name", AWKWARD_VALUE, "-e", f"X={AWKWARD_VALUE}", "-v", "/a b:/c d",
-        "--user", "1000", "--", "sh", "-c", AWKWARD_VALUE,
-    ]  # fmt: skip
+        "run",
+        "--dry-run",
+        "--name",
+        AWKWARD_VALUE,
+        "-e",
+        f"X={AWKWARD_VALUE}",
+        "-v",
+        "/a b:/c d",
+        "--user",
+        "1000",
+        "--",
+        "sh",
+        "-c",
+        AWKWARD_VALUE,
+    ]
     code, out, _ = run_cli(capsys, *cli_argv)
     assert code == 0
     subprocess.run(
-        ["sh", "-c", out], check=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ARGV_FILE": str(argv_file)}
+        ["sh", "-c", out],
+        check=True,
+        env={
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "ARGV_FILE": str(argv_file),
+        },
     )
     received = argv_file.read_bytes().split(b"\0")[:-1]
-    expected = run.plan_run(make_parser().parse_args(cli_argv[:-4]), ["sh", "-c", AWKWARD_VALUE], os.environ, Path.cwd())
+    expected = run.plan_run(
+        make_parser().parse_args(cli_argv[:-4]),
+        ["sh", "-c", AWKWARD_VALUE],
+        os.environ,
+        Path.cwd(),
+    )
     assert [word.decode() for word in received] == expected.docker_argv()[1:]
 
 
 def test_sdk_kwargs_match_the_printed_command(checkout: Checkout) -> None:
     plan = plan_for(
-        "--target", "runtime", "--name", "box", "--entrypoint", "/bin/entry point", "--runtime", "nvidia",
-        "--gpus", '"device=0,2",capabilities=compute', "-e", "SET=1", "-e", "FROM_HOST", "-e", "MISSING_ON_HOST",
-        "-v", "/a:/b:ro", "-p", "8000:8000", "-p", "[::1]:9000-9001:9000-9001/udp", "-p", "7000",
-        "-p", "127.0.0.1::7001", "-p", "6000:7000", "--user", "1000", "--use-nixl-gds", "--network", "bridge",
+        "--target",
+        "runtime",
+        "--name",
+        "box",
+        "--entrypoint",
+        "/bin/entry point",
+        "--runtime",
+        "nvidia",
+        "--gpus",
+        '"device=0,2",capabilities=compute',
+        "-e",
+        "SET=1",
+        "-e",
+        "FROM_HOST",
+        "-e",
+        "MISSING_ON_HOST",
+        "-v",
+        "/a:/b:ro",
+        "-p",
+        "8000:8000",
+        "-p",
+        "[::1]:9000-9001:9000-9001/udp",
+        "-p",
+        "7000",
+        "-p",
+        "127.0.0.1::7001",
+        "-p",
+        "6000:7000",
+        "--user",
+        "1000",
+        "--use-nixl-gds",
+        "--network",
+        "bridge",
         command=("python3", "-c", "print(1)"),
-    )  # fmt: skip
+    )
     kwargs = plan.sdk_kwargs({"FROM_HOST": "host value"})
     hf_dir = f"{checkout.home}/.cache/huggingface"
     assert kwargs == {
@@ -227,15 +417,31 @@ def test_sdk_kwargs_match_the_printed_command(checkout: Checkout) -> None:
             Ulimit(name="stack", soft=67108864, hard=67108864),
             Ulimit(name="nofile", soft=65536, hard=65536),
         ],
-        "environment": ["HF_HOME=/home/dynamo/.cache/huggingface", "SET=1", "FROM_HOST=host value"],
-        "volumes": ["/a:/b:ro", f"{hf_dir}:/home/dynamo/.cache/huggingface", "/run/udev:/run/udev:ro", "/tmp:/tmp"],
+        "environment": [
+            "HF_HOME=/home/dynamo/.cache/huggingface",
+            "SET=1",
+            "FROM_HOST=host value",
+        ],
+        "volumes": [
+            "/a:/b:ro",
+            f"{hf_dir}:/home/dynamo/.cache/huggingface",
+            "/run/udev:/run/udev:ro",
+            "/tmp:/tmp",
+        ],
         "working_dir": "/workspace",
         "cap_add": ["CAP_SYS_PTRACE", "IPC_LOCK"],
         "ipc_mode": "host",
         "privileged": False,
         "stdin_open": False,
         "tty": False,
-        "device_requests": [DeviceRequest(driver="", count=0, device_ids=["0", "2"], capabilities=[["compute", "gpu"]])],
+        "device_requests": [
+            DeviceRequest(
+                driver="",
+                count=0,
+                device_ids=["0", "2"],
+                capabilities=[["compute", "gpu"]],
+            )
+        ],
         "runtime": "nvidia",
         "ports": {
             "8000/tcp": 8000,
@@ -254,14 +460,28 @@ def test_sdk_kwargs_match_the_printed_command(checkout: Checkout) -> None:
 
 def test_sdk_kwargs_for_interactive_privileged_default_gpus(checkout: Checkout) -> None:
     kwargs = plan_for("-it", "--privileged", "--hf-cache", "none").sdk_kwargs({})
-    assert (kwargs["stdin_open"], kwargs["tty"], kwargs["privileged"]) == (True, True, True)
-    assert kwargs["device_requests"] == [DeviceRequest(driver="", count=-1, device_ids=[], capabilities=[["gpu"]])]
-    assert "runtime" not in kwargs and "user" not in kwargs and "group_add" not in kwargs
+    assert (kwargs["stdin_open"], kwargs["tty"], kwargs["privileged"]) == (
+        True,
+        True,
+        True,
+    )
+    assert kwargs["device_requests"] == [
+        DeviceRequest(driver="", count=-1, device_ids=[], capabilities=[["gpu"]])
+    ]
+    assert (
+        "runtime" not in kwargs and "user" not in kwargs and "group_add" not in kwargs
+    )
 
 
 @pytest.mark.parametrize(
     ("gpus", "count", "device_ids"),
-    [("all", -1, []), ("2", 2, []), ("count=3", 3, []), ("device=1", 0, ["1"]), ('"device=0,1"', 0, ["0", "1"])],
+    [
+        ("all", -1, []),
+        ("2", 2, []),
+        ("count=3", 3, []),
+        ("device=1", 0, ["1"]),
+        ('"device=0,1"', 0, ["0", "1"]),
+    ],
 )
 def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
     request = run.parse_gpus(gpus)
@@ -271,8 +491,14 @@ def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--framework", "tgi"], "unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= dynamo)"),
-        (["--target", "framework"], "unknown target 'framework'; accepted: runtime, dev, local-dev, runtime-aws, dev-aws"),
+        (
+            ["--framework", "tgi"],
+            "unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= dynamo)",
+        ),
+        (
+            ["--target", "framework"],
+            "unknown target 'framework'; accepted: runtime, dev, local-dev, runtime-aws, dev-aws",
+        ),
         (["--image"], "--image requires an argument"),
         (["--name"], "--name requires an argument"),
         (["--hf-cache"], "--hf-cache requires an argument"),
@@ -284,58 +510,98 @@ def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
         (["--priv"], "unknown option: --priv"),  # no prefix matching
         (["stray"], "unknown option: stray"),
         (["--rm", "maybe"], "--rm: 'maybe' is not a boolean; accepted: true, false"),
-        (["--gpus", "device"], "--gpus 'device': 'device' is not a GPU count; accepted: all, a number, device=ID[,ID...]"),
+        (
+            ["--gpus", "device"],
+            "--gpus 'device': 'device' is not a GPU count; accepted: all, a number, device=ID[,ID...]",
+        ),
         (["--gpus", "colour=red"], "--gpus 'colour=red' has unknown key 'colour'"),
-        (["-p", "80:90:100:110"], "-p '80:90:100:110' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]"),
-        (["-p", "8000-8001:9000"], "-p '8000-8001:9000': host and container port ranges differ in length"),
+        (
+            ["-p", "80:90:100:110"],
+            "-p '80:90:100:110' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]",
+        ),
+        (
+            ["-p", "8000-8001:9000"],
+            "-p '8000-8001:9000': host and container port ranges differ in length",
+        ),
         (["-p", "http"], "-p 'http': 'http' is not a port or port range"),
     ],
 )
-def test_usage_errors(checkout: Checkout, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_usage_errors(
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
     assert usage_error(capsys, "run", "--dry-run", *argv).startswith(message)
 
 
 def test_unreachable_engine_is_an_environment_error(
-    checkout: Checkout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    checkout: Checkout,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     socket_path = tmp_path / "no-engine.sock"
     monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_path}")
     message = usage_error(capsys, "run", "--gpus", "none", "--", "true", exit_code=1)
-    assert message.startswith(f"cannot reach the Docker engine at unix://{socket_path} (")
+    assert message.startswith(
+        f"cannot reach the Docker engine at unix://{socket_path} ("
+    )
     assert message.endswith("start dockerd or point DOCKER_HOST at a running engine")
 
 
-def test_interactive_without_a_terminal_is_an_environment_error(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_interactive_without_a_terminal_is_an_environment_error(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
     # pytest's stdin is never a terminal.
-    assert usage_error(capsys, "run", "-it", exit_code=1) == "-it needs a terminal on standard input; drop -it to run without one"
+    assert (
+        usage_error(capsys, "run", "-it", exit_code=1)
+        == "-it needs a terminal on standard input; drop -it to run without one"
+    )
 
 
 def test_gpus_need_the_nvidia_runtime() -> None:
-    gpu_plan = run.RunPlan(image="dynamo:latest-vllm-runtime", image_ref=None, gpus="all")
+    gpu_plan = run.RunPlan(
+        image="dynamo:latest-vllm-runtime", image_ref=None, gpus="all"
+    )
     with pytest.raises(EnvironmentProblem) as raised:
-        run.check_engine_runtimes(gpu_plan, {"Runtimes": {"runc": {}, "io.containerd.runc.v2": {}}})
+        run.check_engine_runtimes(
+            gpu_plan, {"Runtimes": {"runc": {}, "io.containerd.runc.v2": {}}}
+        )
     assert str(raised.value) == (
         "--gpus all asks for GPUs but the Docker engine has no 'nvidia' runtime (it has: io.containerd.runc.v2, runc); "
         "install the NVIDIA Container Toolkit, or pass --gpus none"
     )
     run.check_engine_runtimes(gpu_plan, {"Runtimes": {"runc": {}, "nvidia": {}}})
-    run.check_engine_runtimes(run.RunPlan(image="x", image_ref=None, gpus=None), {"Runtimes": {"runc": {}}})
+    run.check_engine_runtimes(
+        run.RunPlan(image="x", image_ref=None, gpus=None), {"Runtimes": {"runc": {}}}
+    )
 
 
 def test_unknown_runtime_is_refused() -> None:
     plan = run.RunPlan(image="x", image_ref=None, gpus=None, runtime="kata")
-    with pytest.raises(EnvironmentProblem, match=r"--runtime kata: the Docker engine has no such runtime \(it has: runc\)"):
+    with pytest.raises(
+        EnvironmentProblem,
+        match=r"--runtime kata: the Docker engine has no such runtime \(it has: runc\)",
+    ):
         run.check_engine_runtimes(plan, {"Runtimes": {"runc": {}}})
 
 
 def test_missing_image_says_how_to_build_it(checkout: Checkout) -> None:
-    assert run.missing_image_message(plan_for("--framework", "sglang", "--target", "runtime-aws")) == (
+    assert run.missing_image_message(
+        plan_for("--framework", "sglang", "--target", "runtime-aws")
+    ) == (
         "image dynamo:latest-sglang-runtime-aws is not built; build it with: ./pants package docker/sglang:runtime-aws"
     )
-    assert run.missing_image_message(plan_for("--image", "dynamo:latest-dynamo-runtime")) == (
+    assert run.missing_image_message(
+        plan_for("--image", "dynamo:latest-dynamo-runtime")
+    ) == (
         "image dynamo:latest-dynamo-runtime is not built; build it with: ./pants package docker/dynamo:runtime"
     )
-    assert run.missing_image_message(plan_for("--image", "other:1")) == "image other:1 is not in the Docker engine"
+    assert (
+        run.missing_image_message(plan_for("--image", "other:1"))
+        == "image other:1 is not in the Docker engine"
+    )
 
 
 def test_bad_gpu_syntax_is_a_usage_error_class() -> None:
@@ -343,9 +609,26 @@ def test_bad_gpu_syntax_is_a_usage_error_class() -> None:
         run.parse_gpus("count=many")
 
 
-def test_ulimit_overrides_replace_fixed_ones_in_place(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = dry_run_argv(capsys, "--hf-cache", "none", "--ulimit", "nofile=1024:4096", "--ulimit", "core=0", "--ulimit", "memlock=4194304")
-    assert option_values(argv, "--ulimit") == ["memlock=4194304", "stack=67108864", "nofile=1024:4096", "core=0"]
+def test_ulimit_overrides_replace_fixed_ones_in_place(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = dry_run_argv(
+        capsys,
+        "--hf-cache",
+        "none",
+        "--ulimit",
+        "nofile=1024:4096",
+        "--ulimit",
+        "core=0",
+        "--ulimit",
+        "memlock=4194304",
+    )
+    assert option_values(argv, "--ulimit") == [
+        "memlock=4194304",
+        "stack=67108864",
+        "nofile=1024:4096",
+        "core=0",
+    ]
     assert plan_for("--ulimit", "nofile=1024:4096").sdk_kwargs({})["ulimits"] == [
         Ulimit(name="memlock", soft=-1, hard=-1),
         Ulimit(name="stack", soft=67108864, hard=67108864),
@@ -356,13 +639,23 @@ def test_ulimit_overrides_replace_fixed_ones_in_place(checkout: Checkout, capsys
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("files=10", "--ulimit 'files=10' is not NAME=SOFT[:HARD] with NAME one of core, cpu,"),
+        (
+            "files=10",
+            "--ulimit 'files=10' is not NAME=SOFT[:HARD] with NAME one of core, cpu,",
+        ),
         ("nofile", "--ulimit 'nofile' is not NAME=SOFT[:HARD]"),
-        ("memlock=lots", "--ulimit 'memlock=lots': limits must be whole numbers (-1 for unlimited)"),
+        (
+            "memlock=lots",
+            "--ulimit 'memlock=lots': limits must be whole numbers (-1 for unlimited)",
+        ),
     ],
 )
-def test_bad_ulimits(checkout: Checkout, capsys: pytest.CaptureFixture[str], value: str, message: str) -> None:
-    assert usage_error(capsys, "run", "--dry-run", "--ulimit", value).startswith(message)
+def test_bad_ulimits(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    assert usage_error(capsys, "run", "--dry-run", "--ulimit", value).startswith(
+        message
+    )
 
 
 def test_start_failure_from_limits_says_how_to_lower_them(checkout: Checkout) -> None:
@@ -371,4 +664,7 @@ def test_start_failure_from_limits_says_how_to_lower_them(checkout: Checkout) ->
         f"docker could not start dynamo:latest-vllm-dev: {reason}; the engine cannot grant "
         "--ulimit memlock=-1 stack=67108864 nofile=65536:65536 core=0: lower them with --ulimit NAME=SOFT[:HARD]"
     )
-    assert run.start_failure_message(plan_for(), "no space left") == "docker could not start dynamo:latest-vllm-dev: no space left"
+    assert (
+        run.start_failure_message(plan_for(), "no space left")
+        == "docker could not start dynamo:latest-vllm-dev: no space left"
+    )

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"dynamo-images.local/epp/internal/scheduling"
 	"dynamo-images.local/epp/internal/scheduling/plugins"
@@ -151,13 +154,50 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// The example config shipped with the Kubernetes manifests must load.
+const (
+	exampleConfigPath = "../../../../../deploy/k8s/epp/epp-config.yaml"
+	manifestPath      = "../../../../../deploy/k8s/epp/epp.yaml"
+)
+
+// The example config shipped with the image and the manifests must load.
 func TestExampleConfigLoads(t *testing.T) {
-	const path = "../../../../../deploy/k8s/epp/epp-config.yaml"
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("example config not found (declared as a dependency in BUILD): %v", err)
+	if _, err := LoadFile(exampleConfigPath); err != nil {
+		t.Fatalf("%v (the file is a BUILD dependency of this package)", err)
 	}
-	if _, err := LoadFile(path); err != nil {
+}
+
+// The manifest's ConfigMap must carry exactly the example config.
+func TestManifestConfigMapMatchesExample(t *testing.T) {
+	want, err := os.ReadFile(exampleConfigPath)
+	if err != nil {
 		t.Fatal(err)
+	}
+	f, err := os.Open(manifestPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	kinds := map[string]bool{}
+	for {
+		var doc struct {
+			Kind     string                `yaml:"kind"`
+			Metadata struct{ Name string } `yaml:"metadata"`
+			Data     map[string]string     `yaml:"data"`
+		}
+		if err := dec.Decode(&doc); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		kinds[doc.Kind] = true
+		if doc.Kind == "ConfigMap" && doc.Data["config.yaml"] != string(want) {
+			t.Fatalf("ConfigMap %s config.yaml differs from %s", doc.Metadata.Name, exampleConfigPath)
+		}
+	}
+	for _, k := range []string{"ConfigMap", "Deployment", "Service"} {
+		if !kinds[k] {
+			t.Errorf("manifest has no %s", k)
+		}
 	}
 }

@@ -1,0 +1,379 @@
+// Command epp-bench measures the endpoint picker's pick rate and latency. It starts fake model
+// servers (Prometheus endpoints only) and the real EPP in-process on loopback, then offers
+// picks over gRPC exactly as Envoy sends them (request headers, then the body in chunks, in
+// FULL_DUPLEX_STREAMED mode) at rising open-loop rates, and prints picks/s and latency
+// percentiles per rate. It ends by itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"dynamo-images.local/epp/internal/app"
+)
+
+type benchOptions struct {
+	endpoints   int
+	rates       []int
+	duration    time.Duration
+	warmup      time.Duration
+	promptBytes int
+	prefixes    int
+	conns       int
+	maxInFlight int
+	refresh     time.Duration
+	configFile  string
+	goalRate    int
+	goalP99     time.Duration
+	failOnGoal  bool
+	cpuProfile  string
+}
+
+func main() {
+	var bo benchOptions
+	var rates string
+	flag.IntVar(&bo.endpoints, "endpoints", 8, "fake model servers")
+	flag.StringVar(&rates, "rates", "250,500,1000,2000", "offered picks/s, comma-separated, run in order")
+	flag.DurationVar(&bo.duration, "duration", 5*time.Second, "measurement time per rate")
+	flag.DurationVar(&bo.warmup, "warmup", time.Second, "unmeasured load before each rate")
+	flag.IntVar(&bo.promptBytes, "prompt-bytes", 2048, "approximate request prompt size")
+	flag.IntVar(&bo.prefixes, "shared-prefixes", 16, "distinct system prompts (prefix-cache affinity)")
+	flag.IntVar(&bo.conns, "conns", 2, "gRPC connections the load is spread over (Envoy keeps a few)")
+	flag.IntVar(&bo.maxInFlight, "max-in-flight", 2000, "cap on outstanding picks; picks beyond it count as dropped")
+	flag.DurationVar(&bo.refresh, "refresh-metrics-interval", 50*time.Millisecond, "EPP scrape interval")
+	flag.StringVar(&bo.configFile, "config-file", "", "EndpointPickerConfig for the EPP (default: built-in)")
+	flag.IntVar(&bo.goalRate, "goal-rate", 1000, "rate at which the p99 goal is checked")
+	flag.DurationVar(&bo.goalP99, "goal-p99", time.Millisecond, "p99 pick latency goal at --goal-rate")
+	flag.BoolVar(&bo.failOnGoal, "fail-on-goal", false, "exit 1 when the goal is missed")
+	flag.StringVar(&bo.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (EPP and load generator) here")
+	flag.Parse()
+	for _, r := range strings.Split(rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "epp-bench: bad rate %q\n", r)
+			os.Exit(2)
+		}
+		bo.rates = append(bo.rates, n)
+	}
+	if bo.cpuProfile != "" {
+		f, err := os.Create(bo.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "epp-bench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(bo); err != nil {
+		pprof.StopCPUProfile()
+		fmt.Fprintln(os.Stderr, "epp-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bo benchOptions) error {
+	servers := make([]*httptest.Server, bo.endpoints)
+	var static []string
+	for i := range servers {
+		servers[i] = httptest.NewServer(fakeMetrics(int64(i)))
+		defer servers[i].Close()
+		// The fake server's own address doubles as the routing target: nothing connects to it
+		// except the scraper, and everything stays on loopback.
+		static = append(static, strings.TrimPrefix(servers[i].URL, "http://"))
+	}
+
+	opts := app.DefaultOptions()
+	opts.ListenHost = "127.0.0.1"
+	opts.GRPCPort, opts.GRPCHealthPort, opts.MetricsPort = 0, 0, 0
+	opts.StaticEndpoints = strings.Join(static, ",")
+	opts.StaticModels = "bench-model"
+	opts.ModelServerType = "vllm"
+	opts.RefreshMetricsInterval = bo.refresh
+	opts.ConfigFile = bo.configFile
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	epp, err := app.New(opts, logger)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- epp.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for len(epp.Store().Candidates()) < bo.endpoints {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d fake endpoints became ready", len(epp.Store().Candidates()), bo.endpoints)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	grpcAddr, _, _ := epp.Addrs()
+	clients := make([]extprocv3.ExternalProcessorClient, bo.conns)
+	for i := range clients {
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		clients[i] = extprocv3.NewExternalProcessorClient(conn)
+	}
+	bodies := makeBodies(bo.prefixes, bo.promptBytes)
+
+	fmt.Printf("epp-bench: %d fake endpoints, %d gRPC conns, GOMAXPROCS=%d, %s per rate (+%s warm-up), ~%d-byte prompts, %d shared prefixes\n",
+		bo.endpoints, bo.conns, runtime.GOMAXPROCS(0), bo.duration, bo.warmup, bo.promptBytes, bo.prefixes)
+	fmt.Printf("%10s %10s %8s %7s %9s %9s %9s %9s %10s %10s\n", "offered/s", "picks/s", "ok", "errors", "p50(ms)", "p90(ms)", "p99(ms)", "max(ms)", "lag99(ms)", "cpu/pick")
+	var goal *result
+	for _, rate := range bo.rates {
+		if bo.warmup > 0 {
+			load(clients, bodies, rate, bo.warmup, bo.maxInFlight)
+		}
+		cpuBefore := cpuTime()
+		r := load(clients, bodies, rate, bo.duration, bo.maxInFlight)
+		cpuPerPick := time.Duration(0)
+		if r.ok > 0 {
+			cpuPerPick = (cpuTime() - cpuBefore) / time.Duration(r.ok)
+		}
+		fmt.Printf("%10d %10.0f %8d %7d %9.3f %9.3f %9.3f %9.3f %10.3f %8dus\n",
+			rate, r.achieved, r.ok, r.errors, ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), ms(r.lag99), cpuPerPick.Microseconds())
+		if r.firstErr != nil {
+			fmt.Printf("%10s first error: %v\n", "", r.firstErr)
+		}
+		if rate == bo.goalRate {
+			rr := r
+			goal = &rr
+		}
+	}
+	if goal != nil {
+		verdict := "MET"
+		if goal.pct(99) > bo.goalP99 || goal.errors > 0 {
+			verdict = "MISSED"
+		}
+		fmt.Printf("goal: p99 <= %s at %d picks/s: p99 = %.3f ms, %d errors -> %s\n", bo.goalP99, bo.goalRate, ms(goal.pct(99)), goal.errors, verdict)
+		if verdict == "MISSED" && bo.failOnGoal {
+			return errors.New("latency goal missed")
+		}
+	}
+	return nil
+}
+
+// cpuTime is the user+system CPU time of this process (EPP, fake servers and load generator).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// fakeMetrics serves a vLLM-like exposition whose load figures change on every scrape, padded
+// with the histogram series a real server exports so that parsing cost is realistic.
+func fakeMetrics(seed int64) http.Handler {
+	var mu sync.Mutex
+	rng := rand.New(rand.NewSource(seed))
+	var padding strings.Builder
+	for _, h := range []string{"time_to_first_token_seconds", "e2e_request_latency_seconds", "request_prompt_tokens", "request_generation_tokens"} {
+		fmt.Fprintf(&padding, "# HELP vllm:%s histogram\n# TYPE vllm:%s histogram\n", h, h)
+		for _, le := range []string{"0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "10", "50", "100", "+Inf"} {
+			fmt.Fprintf(&padding, "vllm:%s_bucket{engine=\"0\",le=\"%s\",model_name=\"bench-model\"} %d\n", h, le, rng.Intn(10000))
+		}
+	}
+	pad := padding.String()
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		waiting, running, kv := rng.Intn(8), 4+rng.Intn(28), rng.Float64()*0.7
+		mu.Unlock()
+		fmt.Fprintf(w, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine=\"0\",model_name=\"bench-model\"} %d\n"+
+			"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine=\"0\",model_name=\"bench-model\"} %d\n"+
+			"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{engine=\"0\",model_name=\"bench-model\"} %f\n%s",
+			waiting, running, kv, pad)
+	})
+}
+
+// makeBodies builds chat requests: one of `prefixes` long system prompts plus a unique user turn.
+func makeBodies(prefixes, promptBytes int) [][]byte {
+	rng := rand.New(rand.NewSource(1))
+	words := []string{"inference", "gateway", "cache", "token", "prefix", "decode", "prefill", "worker", "router", "latency"}
+	system := make([]string, prefixes)
+	for i := range system {
+		var b strings.Builder
+		fmt.Fprintf(&b, "System prompt %d.", i)
+		for b.Len() < promptBytes*3/4 {
+			b.WriteString(" " + words[rng.Intn(len(words))])
+		}
+		system[i] = b.String()
+	}
+	bodies := make([][]byte, 4096)
+	for i := range bodies {
+		var user strings.Builder
+		fmt.Fprintf(&user, "Question %d:", i)
+		for user.Len() < promptBytes/4 {
+			user.WriteString(" " + words[rng.Intn(len(words))])
+		}
+		bodies[i] = []byte(fmt.Sprintf(`{"model":"bench-model","stream":true,"max_tokens":128,"messages":[{"role":"system","content":%q},{"role":"user","content":%q}]}`,
+			system[rng.Intn(len(system))], user.String()))
+	}
+	return bodies
+}
+
+type result struct {
+	latencies []time.Duration
+	achieved  float64
+	ok        int
+	errors    int
+	firstErr  error
+	lag99     time.Duration
+}
+
+func (r result) pct(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.latencies))*p/100+0.5) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(r.latencies) {
+		i = len(r.latencies) - 1
+	}
+	return r.latencies[i]
+}
+
+// load offers picks at rate for d (open loop: a pick starts at its scheduled time whether or
+// not earlier ones finished) and measures each from stream open to the routing answer.
+func load(clients []extprocv3.ExternalProcessorClient, bodies [][]byte, rate int, d time.Duration, maxInFlight int) result {
+	total := int(float64(rate) * d.Seconds())
+	interval := time.Second / time.Duration(rate)
+	latencies := make([]time.Duration, total)
+	lags := make([]time.Duration, total)
+	ok := make([]bool, total)
+	var errCount atomic.Int64
+	var firstErr atomic.Pointer[error]
+	var inFlight atomic.Int64
+	var wg sync.WaitGroup
+
+	start := time.Now()
+	for i := 0; i < total; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		lags[i] = time.Since(due)
+		if inFlight.Load() >= int64(maxInFlight) {
+			errCount.Add(1)
+			e := fmt.Errorf("more than %d picks outstanding", maxInFlight)
+			firstErr.CompareAndSwap(nil, &e)
+			continue
+		}
+		inFlight.Add(1)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer inFlight.Add(-1)
+			lat, err := pickOnce(clients[i%len(clients)], bodies[i%len(bodies)], i)
+			if err != nil {
+				errCount.Add(1)
+				firstErr.CompareAndSwap(nil, &err)
+				return
+			}
+			latencies[i], ok[i] = lat, true
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	r := result{errors: int(errCount.Load())}
+	for i := range latencies {
+		if ok[i] {
+			r.latencies = append(r.latencies, latencies[i])
+		}
+	}
+	r.ok = len(r.latencies)
+	r.achieved = float64(r.ok) / elapsed.Seconds()
+	sort.Slice(r.latencies, func(a, b int) bool { return r.latencies[a] < r.latencies[b] })
+	sort.Slice(lags, func(a, b int) bool { return lags[a] < lags[b] })
+	if len(lags) > 0 {
+		r.lag99 = lags[min(len(lags)-1, len(lags)*99/100)]
+	}
+	if p := firstErr.Load(); p != nil {
+		r.firstErr = *p
+	}
+	return r
+}
+
+// pickOnce runs one ext_proc exchange as Envoy does for a POST with a JSON body.
+func pickOnce(client extprocv3.ExternalProcessorClient, body []byte, id int) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	begin := time.Now()
+	stream, err := client.Process(ctx)
+	if err != nil {
+		return 0, err
+	}
+	headers := &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: ":method", RawValue: []byte("POST")},
+		{Key: ":path", RawValue: []byte("/v1/chat/completions")},
+		{Key: "content-type", RawValue: []byte("application/json")},
+		{Key: "x-request-id", RawValue: []byte(strconv.Itoa(id))},
+	}}
+	if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
+		RequestHeaders: &extprocv3.HttpHeaders{Headers: headers}}}); err != nil {
+		return 0, err
+	}
+	half := len(body) / 2
+	for _, chunk := range []struct {
+		data []byte
+		eos  bool
+	}{{body[:half], false}, {body[half:], true}} {
+		if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+			RequestBody: &extprocv3.HttpBody{Body: chunk.data, EndOfStream: chunk.eos}}}); err != nil {
+			return 0, err
+		}
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return 0, err
+	}
+	latency := time.Since(begin)
+	if ir := resp.GetImmediateResponse(); ir != nil {
+		return 0, fmt.Errorf("immediate response %d: %s", ir.GetStatus().GetCode(), ir.GetBody())
+	}
+	if len(resp.GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders()) == 0 {
+		return 0, fmt.Errorf("answer without a destination: %v", resp)
+	}
+	if _, err := stream.Recv(); err != nil { // the streamed-back body
+		return 0, err
+	}
+	stream.CloseSend()
+	if _, err := stream.Recv(); err != io.EOF {
+		return 0, fmt.Errorf("want end of stream, got %v", err)
+	}
+	return latency, nil
+}

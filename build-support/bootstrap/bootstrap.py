@@ -219,6 +219,34 @@ def prepare_tools(tools_dir: Path) -> None:
     ensure_go(defaults)
 
 
+# ---------------------------------------------------------------------------------------------
+# Build metadata for image labels, derived from the lockfiles (cached by ./pants per lock digest).
+
+# Packages whose locked versions images carry as labels, per resolve that locks them.
+LABELLED_PACKAGES = ("ai-dynamo", "ai-dynamo-runtime", "vllm", "sglang", "tensorrt-llm")
+
+
+def env_name(*parts: str) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p).upper() for p in parts)
+
+
+def build_env(lock_dir: Path) -> list[str]:
+    """`NAME=value` lines: each lock's digest and the versions of LABELLED_PACKAGES in it."""
+    import json
+
+    lines = []
+    for lock in sorted(lock_dir.glob("*.lock")):
+        resolve = lock.stem
+        lines.append(f"DYNAMO_LOCK_DIGEST_{env_name(resolve)}=sha256:{sha256_of(lock)}")
+        # Pants lockfiles are JSON after a header of `//` comment lines.
+        body = "\n".join(line for line in lock.read_text().splitlines() if not line.startswith("//"))
+        for locked in json.loads(body)["locked_resolves"]:
+            for req in locked["locked_requirements"]:
+                if req["project_name"] in LABELLED_PACKAGES:
+                    lines.append(f"DYNAMO_LOCKED_{env_name(resolve, req['project_name'])}_VERSION={req['version']}")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="phase", required=True)
@@ -226,10 +254,14 @@ def main() -> int:
     venv_cmd.add_argument("path", type=Path)
     tools_cmd = sub.add_parser("tools")
     tools_cmd.add_argument("tools_dir", type=Path)
+    env_cmd = sub.add_parser("build-env")
+    env_cmd.add_argument("lock_dir", type=Path)
     args = parser.parse_args()
     try:
         if args.phase == "venv":
             create_venv(args.path)
+        elif args.phase == "build-env":
+            print("\n".join(f"export {line}" for line in build_env(args.lock_dir)))
         else:
             prepare_tools(args.tools_dir)
     except BootstrapError as e:

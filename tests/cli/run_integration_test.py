@@ -313,9 +313,6 @@ def test_interactive_terminal(engine: docker.DockerClient, container_name: str) 
     output and terminal size come back, and its exit code is ours."""
     rows, columns = 30, 100
     argv = [
-        sys.executable,
-        "-m",
-        "dynamo_images.cli",
         "run",
         "-it",
         "--image",
@@ -332,14 +329,20 @@ def test_interactive_terminal(engine: docker.DockerClient, container_name: str) 
         "--",
         "sh",
     ]
-    child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     pid, terminal = pty.fork()
-    if pid == 0:  # the child: give the terminal (its fd 0) a size, then become the CLI
+    if pid == 0:  # the child: the CLI, on the pseudo-terminal now at fds 0-2
+        exit_code = 127
         try:
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-            os.execve(sys.executable, argv, child_env)
+            # pytest's capture replaced the std streams; point them back at the terminal.
+            sys.stdin = open(0, closefd=False)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            exit_code = main(argv)
         finally:
-            os._exit(127)  # never return into pytest in the child
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exit_code)  # never return into pytest in the child
     transcript = b""
     typed = False
     deadline = time.monotonic() + 60

@@ -1,7 +1,8 @@
 """`dynamo-images run`: upstream run.sh's flags and fixed options, through the Docker SDK.
 
 One RunPlan is built from the command line; `--dry-run` prints it as a `docker run` command and a
-real run hands the same plan to `client.containers.run`, so the two cannot drift apart.
+real run hands the same plan to the Docker SDK (`containers.create` then `start`, the two halves of
+`containers.run`, with the same keyword arguments), so the two cannot drift apart.
 """
 
 from __future__ import annotations

@@ -224,15 +224,14 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 class Supervisor:
     """Starts components in order, watches them, and stops them in reverse order."""
 
-    def __init__(self, plan: Plan, environ: dict[str, str], state_file: Path, log=sys.stderr) -> None:
+    def __init__(self, plan: Plan, environ: dict[str, str], state_file: Path) -> None:
         self.plan = plan
         self.environ = environ
         self.state_file = state_file
-        self.log = log
         self.stop_requested = False
 
     def say(self, message: str) -> None:
-        print(f"dynamo-launch: {message}", file=self.log, flush=True)
+        print(f"dynamo-launch: {message}", file=sys.stderr, flush=True)
 
     def start(self, component: Component) -> None:
         env = {**self.environ, **self.plan.shared_env, **component.env}

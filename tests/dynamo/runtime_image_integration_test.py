@@ -1,9 +1,9 @@
 """docker/dynamo:runtime end to end: etcd, the Dynamo frontend and a mocker worker, each in its own
 container on a private network, answering real OpenAI-style requests.
 
-Runs on the real Docker engine with the image Pants built for this test (runtime_package_dependencies)
-and a tiny model made here (nothing is downloaded). Every container and the network are removed,
-also on failure.
+Runs on the real Docker engine with the image Pants built for this test
+(runtime_package_dependencies) and a tiny model made here (nothing is downloaded). Every
+container and the network are removed, also on failure.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import docker
 import pytest
 import requests
 from docker.models.containers import Container
-from tokenizers import Tokenizer
-
 from dynamo_images.tiny_model import write_tiny_model
+from tokenizers import Tokenizer
 
 DOCKER_INFO = Path("docker.dynamo/runtime.docker-info.json")
 MODEL_NAME = "tiny-mocker"
@@ -55,7 +54,9 @@ class Deployment:
         out = []
         for container in self.containers:
             try:
-                out.append(f"--- {container.name}\n{container.logs(tail=40).decode(errors='replace')}")
+                out.append(
+                    f"--- {container.name}\n{container.logs(tail=40).decode(errors='replace')}"
+                )
             except docker.errors.NotFound:
                 pass
         return "\n".join(out)
@@ -72,7 +73,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = write_tiny_model(tmp_path_factory.mktemp("model") / MODEL_NAME)
     # A replay trace makes the mocker answer known text instead of random token ids.
     token_ids = Tokenizer.from_file(str(model / "tokenizer.json")).encode(REPLY).ids
-    trace = {"request_id": REPLAY_ID, "input_length": 8, "output_length": len(token_ids), "hash_ids": [1], "output_token_ids": token_ids}
+    trace = {
+        "request_id": REPLAY_ID,
+        "input_length": 8,
+        "output_length": len(token_ids),
+        "hash_ids": [1],
+        "output_token_ids": token_ids,
+    }
     (model / "replay.jsonl").write_text(json.dumps(trace) + "\n")
     for path in (model, *model.iterdir()):
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's UID 1000
@@ -90,7 +97,15 @@ def deployment(image: str, model_dir: Path) -> Iterator[tuple[Deployment, str]]:
         discovery = {"DYN_DISCOVERY_BACKEND": "etcd", "ETCD_ENDPOINTS": "http://etcd:2379"}
         deployment.start(
             "etcd",
-            ["etcd", "--data-dir", "/tmp/etcd", "--listen-client-urls", "http://0.0.0.0:2379", "--advertise-client-urls", "http://etcd:2379"],
+            [
+                "etcd",
+                "--data-dir",
+                "/tmp/etcd",
+                "--listen-client-urls",
+                "http://0.0.0.0:2379",
+                "--advertise-client-urls",
+                "http://etcd:2379",
+            ],
         )
         frontend = deployment.start(
             "frontend",
@@ -101,13 +116,23 @@ def deployment(image: str, model_dir: Path) -> Iterator[tuple[Deployment, str]]:
         deployment.start(
             "worker",
             [
-                "python", "-m", "dynamo.mocker",
-                "--model-path", "/models/tiny",
-                "--model-name", MODEL_NAME,
-                "--response-replay-trace-path", "/models/tiny/replay.jsonl",
-                "--speedup-ratio", "10",
+                "python",
+                "-m",
+                "dynamo.mocker",
+                "--model-path",
+                "/models/tiny",
+                "--model-name",
+                MODEL_NAME,
+                "--response-replay-trace-path",
+                "/models/tiny/replay.jsonl",
+                "--speedup-ratio",
+                "10",
             ],
-            environment={**discovery, "DYN_SYSTEM_PORT": "9345", "DYN_SYSTEM_STARTING_HEALTH_STATUS": "ready"},
+            environment={
+                **discovery,
+                "DYN_SYSTEM_PORT": "9345",
+                "DYN_SYSTEM_STARTING_HEALTH_STATUS": "ready",
+            },
             volumes={str(model_dir): {"bind": "/models/tiny", "mode": "ro"}},
         )
         frontend.reload()
@@ -119,7 +144,9 @@ def deployment(image: str, model_dir: Path) -> Iterator[tuple[Deployment, str]]:
         for container in deployment.containers:
             container.remove(force=True)
         client.networks.get(network).remove()
-        leftovers = client.containers.list(all=True, filters={"label": f"dynamo-images.test={network}"})
+        leftovers = client.containers.list(
+            all=True, filters={"label": f"dynamo-images.test={network}"}
+        )
         assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
 
 
@@ -137,7 +164,9 @@ def wait_for_model(base_url: str, deployment: Deployment) -> None:
             if container.status == "exited":
                 pytest.fail(f"{container.name} exited early:\n{deployment.logs()}")
         time.sleep(0.5)
-    pytest.fail(f"model {MODEL_NAME} was not listed within {READY_TIMEOUT_S} s:\n{deployment.logs()}")
+    pytest.fail(
+        f"model {MODEL_NAME} was not listed within {READY_TIMEOUT_S} s:\n{deployment.logs()}"
+    )
 
 
 def chat_request(stream: bool) -> dict:
@@ -159,7 +188,9 @@ def test_models_lists_the_worker_model(deployment: tuple[Deployment, str]) -> No
 
 def test_chat_completion(deployment: tuple[Deployment, str]) -> None:
     _, base_url = deployment
-    response = requests.post(f"{base_url}/v1/chat/completions", json=chat_request(stream=False), timeout=60)
+    response = requests.post(
+        f"{base_url}/v1/chat/completions", json=chat_request(stream=False), timeout=60
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == MODEL_NAME
@@ -169,14 +200,16 @@ def test_chat_completion(deployment: tuple[Deployment, str]) -> None:
 
 def test_streaming_chat_completion(deployment: tuple[Deployment, str]) -> None:
     _, base_url = deployment
-    with requests.post(f"{base_url}/v1/chat/completions", json=chat_request(stream=True), stream=True, timeout=60) as response:
+    with requests.post(
+        f"{base_url}/v1/chat/completions", json=chat_request(stream=True), stream=True, timeout=60
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         chunks = []
         for line in response.iter_lines(decode_unicode=True):
             if not line or not line.startswith("data: "):
                 continue
-            payload = line[len("data: "):]
+            payload = line[len("data: ") :]
             if payload == "[DONE]":
                 break
             chunks.append(json.loads(payload))
@@ -194,7 +227,9 @@ def test_unknown_model_is_an_error(deployment: tuple[Deployment, str]) -> None:
 
 def test_image_runs_as_dynamo_with_banner_and_metadata(image: str) -> None:
     client = docker.from_env()
-    container = client.containers.run(image, ["sh", "-c", "id -u; id -g; umask; command -v python"], detach=True)
+    container = client.containers.run(
+        image, ["sh", "-c", "id -u; id -g; umask; command -v python"], detach=True
+    )
     try:
         assert container.wait(timeout=60)["StatusCode"] == 0
         stdout = container.logs(stdout=True, stderr=False).decode().split()
@@ -204,6 +239,11 @@ def test_image_runs_as_dynamo_with_banner_and_metadata(image: str) -> None:
     assert stdout == ["1000", "0", "0002", "/opt/dynamo/venv/bin/python"]
     assert stderr.startswith("== dynamo-runtime ")
     labels = client.images.get(image).labels
-    for key in ("org.opencontainers.image.version", "org.opencontainers.image.revision", "ai.dynamo.version", "ai.dynamo.lock.python-default"):
+    for key in (
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.revision",
+        "ai.dynamo.version",
+        "ai.dynamo.lock.python-default",
+    ):
         assert labels.get(key) not in (None, "", "unknown"), key
     assert labels["ai.dynamo.lock.python-default"].startswith("sha256:")

@@ -11,8 +11,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from dynamo_images.launch import DEFAULT_STATE_FILE, http_ok
 
@@ -22,7 +22,9 @@ def check(state_file: Path, urls: Sequence[str], timeout: float) -> tuple[bool, 
     targets: list[tuple[str, str | None, int | None]] = [(url, url, None) for url in urls]
     if not urls:
         if not state_file.exists():
-            return True, [f"no {state_file} (dynamo-launch not running) and no --url: nothing to check"]
+            return True, [
+                f"no {state_file} (dynamo-launch not running) and no --url: nothing to check"
+            ]
         state = json.loads(state_file.read_text())
         targets = [(c["name"], c.get("health_url"), c.get("pid")) for c in state["components"]]
 
@@ -55,7 +57,9 @@ def _alive(pid: int) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dynamo-health", description=__doc__.splitlines()[0])
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
-    parser.add_argument("--url", action="append", default=[], help="health URL to check (repeatable)")
+    parser.add_argument(
+        "--url", action="append", default=[], help="health URL to check (repeatable)"
+    )
     parser.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args(argv)
     healthy, lines = check(args.state_file, args.url, args.timeout)

@@ -35,21 +35,33 @@ def write_state(path: Path, components: list[dict]) -> Path:
 
 
 def test_all_components_answering_is_healthy(tmp_path: Path, server: str) -> None:
-    state = write_state(tmp_path / "s.json", [{"name": "frontend", "pid": os.getpid(), "health_url": f"{server}/health"}, {"name": "etcd", "pid": os.getpid(), "health_url": None}])
+    state = write_state(
+        tmp_path / "s.json",
+        [
+            {"name": "frontend", "pid": os.getpid(), "health_url": f"{server}/health"},
+            {"name": "etcd", "pid": os.getpid(), "health_url": None},
+        ],
+    )
     healthy, lines = check(state, [], timeout=2)
     assert healthy
     assert lines == [f"frontend: ok ({server}/health)", "etcd: running (no health endpoint)"]
 
 
 def test_a_failing_endpoint_is_unhealthy(tmp_path: Path, server: str) -> None:
-    state = write_state(tmp_path / "s.json", [{"name": "worker-0", "pid": os.getpid(), "health_url": f"{server}/notready"}])
+    state = write_state(
+        tmp_path / "s.json",
+        [{"name": "worker-0", "pid": os.getpid(), "health_url": f"{server}/notready"}],
+    )
     assert check(state, [], timeout=2) == (False, [f"worker-0: unhealthy ({server}/notready)"])
     assert main(["--state-file", str(state)]) == 1
 
 
 def test_a_dead_process_is_unhealthy(tmp_path: Path, server: str) -> None:
     dead_pid = 2**22 + 12345  # above the default pid_max: no such process
-    state = write_state(tmp_path / "s.json", [{"name": "worker-0", "pid": dead_pid, "health_url": f"{server}/health"}])
+    state = write_state(
+        tmp_path / "s.json",
+        [{"name": "worker-0", "pid": dead_pid, "health_url": f"{server}/health"}],
+    )
     assert check(state, [], timeout=2) == (False, [f"worker-0: process {dead_pid} is gone"])
 
 

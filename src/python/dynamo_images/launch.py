@@ -19,9 +19,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 # Worker module and model-path flag per engine, as each Dynamo 1.6.1 worker expects them.
 ENGINES: dict[str, tuple[str, str]] = {
@@ -72,16 +72,25 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
         default=environ.get("DYNAMO_ENGINE", "mocker"),
         help=f"worker engine, one of {', '.join(ENGINES)} (default: $DYNAMO_ENGINE or mocker)",
     )
-    parser.add_argument("--model", required=True, help="model folder or hub name served by every worker")
-    parser.add_argument("--model-name", help="name clients use in requests (default: the worker's own)")
+    parser.add_argument(
+        "--model", required=True, help="model folder or hub name served by every worker"
+    )
+    parser.add_argument(
+        "--model-name", help="name clients use in requests (default: the worker's own)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="number of workers (default: 1)")
     parser.add_argument(
         "--discovery",
         default=environ.get("DYN_DISCOVERY_BACKEND", "etcd"),
-        help=f"discovery backend, one of {', '.join(DISCOVERY_BACKENDS)} (default: $DYN_DISCOVERY_BACKEND or etcd)",
+        help=f"discovery backend, one of {', '.join(DISCOVERY_BACKENDS)}"
+        " (default: $DYN_DISCOVERY_BACKEND or etcd)",
     )
-    parser.add_argument("--request-plane", default=environ.get("DYN_REQUEST_PLANE", "tcp"), help="tcp or nats")
-    parser.add_argument("--event-plane", default=environ.get("DYN_EVENT_PLANE", "zmq"), help="zmq or nats")
+    parser.add_argument(
+        "--request-plane", default=environ.get("DYN_REQUEST_PLANE", "tcp"), help="tcp or nats"
+    )
+    parser.add_argument(
+        "--event-plane", default=environ.get("DYN_EVENT_PLANE", "zmq"), help="zmq or nats"
+    )
     parser.add_argument("--http-host", default="0.0.0.0")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument(
@@ -93,11 +102,21 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
     parser.add_argument("--etcd-port", type=int, default=2379)
     parser.add_argument("--nats-port", type=int, default=4222)
     parser.add_argument("--nats-monitor-port", type=int, default=8222)
-    parser.add_argument("--host", default="127.0.0.1", help="address the components talk to each other on")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address the components talk to each other on"
+    )
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
-    parser.add_argument("--work-dir", type=Path, help="folder for etcd data and file discovery (default: a temp dir)")
-    parser.add_argument("--no-frontend", action="store_true", help="start workers only (a frontend runs elsewhere)")
-    parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for health")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="folder for etcd data and file discovery (default: a temp dir)",
+    )
+    parser.add_argument(
+        "--no-frontend", action="store_true", help="start workers only (a frontend runs elsewhere)"
+    )
+    parser.add_argument(
+        "--ready-timeout", type=float, default=120.0, help="seconds to wait for health"
+    )
     parser.add_argument("worker_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker_args[:1] == ["--"]:
@@ -114,7 +133,10 @@ def _choose(value: str, accepted: Sequence[str], what: str) -> None:
 def validate(args: argparse.Namespace) -> None:
     _choose(args.engine, list(ENGINES), "engine")
     if args.discovery == "mem":
-        raise LaunchError("discovery 'mem' works inside one process only; accepted: " + ", ".join(DISCOVERY_BACKENDS))
+        raise LaunchError(
+            "discovery 'mem' works inside one process only; accepted: "
+            + ", ".join(DISCOVERY_BACKENDS)
+        )
     _choose(args.discovery, DISCOVERY_BACKENDS, "discovery backend")
     _choose(args.request_plane, PLANES, "request plane")
     _choose(args.event_plane, EVENT_PLANES, "event plane")
@@ -190,7 +212,15 @@ def plan(args: argparse.Namespace, environ: dict[str, str], work_dir: Path) -> P
         components.append(
             Component(
                 name="frontend",
-                argv=[python, "-m", "dynamo.frontend", "--http-host", args.http_host, "--http-port", str(args.http_port)],
+                argv=[
+                    python,
+                    "-m",
+                    "dynamo.frontend",
+                    "--http-host",
+                    args.http_host,
+                    "--http-port",
+                    str(args.http_port),
+                ],
                 health_url=f"http://127.0.0.1:{args.http_port}/health",
             )
         )
@@ -209,7 +239,14 @@ def plan(args: argparse.Namespace, environ: dict[str, str], work_dir: Path) -> P
             if args.engine == "mocker":
                 # The mocker has no engine start-up to wait for, so it reports ready at once.
                 env["DYN_SYSTEM_STARTING_HEALTH_STATUS"] = "ready"
-        components.append(Component(name=f"worker-{index}", argv=argv + list(args.worker_args), env=env, health_url=health_url))
+        components.append(
+            Component(
+                name=f"worker-{index}",
+                argv=argv + list(args.worker_args),
+                env=env,
+                health_url=health_url,
+            )
+        )
     return Plan(components=components, shared_env=shared)
 
 
@@ -244,19 +281,30 @@ class Supervisor:
             return
         while time.monotonic() < deadline and not self.stop_requested:
             if component.process is not None and component.process.poll() is not None:
-                raise LaunchError(f"{component.name} exited with code {component.process.returncode} before it was healthy")
+                raise LaunchError(
+                    f"{component.name} exited with code {component.process.returncode}"
+                    " before it was healthy"
+                )
             if http_ok(component.health_url):
                 self.say(f"{component.name} is healthy ({component.health_url})")
                 return
             time.sleep(0.2)
         if not self.stop_requested:
-            raise LaunchError(f"{component.name} was not healthy at {component.health_url} within the ready timeout")
+            raise LaunchError(
+                f"{component.name} was not healthy at {component.health_url}"
+                " within the ready timeout"
+            )
 
     def write_state(self) -> None:
         state = {
             "launcher_pid": os.getpid(),
             "components": [
-                {"name": c.name, "pid": c.process.pid if c.process else None, "health_url": c.health_url} for c in self.plan.components
+                {
+                    "name": c.name,
+                    "pid": c.process.pid if c.process else None,
+                    "health_url": c.health_url,
+                }
+                for c in self.plan.components
             ],
         }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -265,14 +313,18 @@ class Supervisor:
         tmp.replace(self.state_file)
 
     def stop_all(self) -> None:
-        running = [c for c in reversed(self.plan.components) if c.process and c.process.poll() is None]
+        running = [
+            c for c in reversed(self.plan.components) if c.process and c.process.poll() is None
+        ]
         for component in running:
             self.say(f"stopping {component.name}")
             component.process.send_signal(signal.SIGTERM)
             try:
                 component.process.wait(timeout=STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
-                self.say(f"{component.name} ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s; killing it")
+                self.say(
+                    f"{component.name} ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s; killing it"
+                )
                 component.process.kill()
                 component.process.wait()
         self.state_file.unlink(missing_ok=True)
@@ -321,7 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="dynamo-launch-") as tmp:
         work_dir = args.work_dir or Path(tmp)
-        return Supervisor(plan(args, environ, work_dir), environ, args.state_file).run(args.ready_timeout)
+        return Supervisor(plan(args, environ, work_dir), environ, args.state_file).run(
+            args.ready_timeout
+        )
 
 
 if __name__ == "__main__":

@@ -44,15 +44,40 @@ def test_nats_is_started_only_for_nats_planes() -> None:
     p = planned(["--model", "/m", "--event-plane", "nats"])
     assert names(p)[:2] == ["etcd", "nats"]
     assert p.shared_env["NATS_SERVER"] == "nats://127.0.0.1:4222"
-    assert "nats" not in names(planned(["--model", "/m", "--request-plane", "nats"], {"NATS_SERVER": "nats://x:4222"}))
+    assert "nats" not in names(
+        planned(["--model", "/m", "--request-plane", "nats"], {"NATS_SERVER": "nats://x:4222"})
+    )
 
 
 def test_workers_get_their_own_system_ports_and_engine_flags() -> None:
-    p = planned(["--model", "/m", "--workers", "2", "--system-port-base", "7000", "--model-name", "tiny", "--", "--speedup-ratio", "10"])
+    p = planned(
+        [
+            "--model",
+            "/m",
+            "--workers",
+            "2",
+            "--system-port-base",
+            "7000",
+            "--model-name",
+            "tiny",
+            "--",
+            "--speedup-ratio",
+            "10",
+        ]
+    )
     w0, w1 = p.components[-2:]
     assert (w0.env["DYN_SYSTEM_PORT"], w1.env["DYN_SYSTEM_PORT"]) == ("7000", "7001")
     assert w0.env["DYN_SYSTEM_STARTING_HEALTH_STATUS"] == "ready"  # the mocker only
-    assert w0.argv[1:] == ["-m", "dynamo.mocker", "--model-path", "/m", "--model-name", "tiny", "--speedup-ratio", "10"]
+    assert w0.argv[1:] == [
+        "-m",
+        "dynamo.mocker",
+        "--model-path",
+        "/m",
+        "--model-name",
+        "tiny",
+        "--speedup-ratio",
+        "10",
+    ]
     assert w1.health_url == "http://127.0.0.1:7001/health"
 
 
@@ -67,14 +92,19 @@ def test_engine_defaults_to_the_image_engine() -> None:
     "argv, message",
     [
         (["--engine", "tgi"], "unknown engine 'tgi'; accepted: mocker, vllm, sglang, trtllm"),
-        (["--discovery", "mem"], "discovery 'mem' works inside one process only; accepted: etcd, file"),
+        (
+            ["--discovery", "mem"],
+            "discovery 'mem' works inside one process only; accepted: etcd, file",
+        ),
         (["--discovery", "consul"], "unknown discovery backend 'consul'; accepted: etcd, file"),
         (["--event-plane", "kafka"], "unknown event plane 'kafka'; accepted: zmq, nats"),
         (["--workers", "0"], "--workers must be at least 1, got 0"),
     ],
 )
 def test_bad_options_are_refused_with_one_line(argv: list[str], message: str) -> None:
-    with pytest.raises(LaunchError, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$"):
+    with pytest.raises(
+        LaunchError, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$"
+    ):
         parse_args(["--model", "/m", *argv], {})
 
 
@@ -84,14 +114,18 @@ def supervisor(components: list[Component], tmp_path: Path) -> Supervisor:
 
 def test_a_component_exit_stops_the_others_and_is_the_exit_code(tmp_path: Path) -> None:
     long_running = Component("long", SLEEPER)
-    failing = Component("failing", [sys.executable, "-c", "import time, sys; time.sleep(0.5); sys.exit(3)"])
+    failing = Component(
+        "failing", [sys.executable, "-c", "import time, sys; time.sleep(0.5); sys.exit(3)"]
+    )
     sup = supervisor([long_running, failing], tmp_path)
     assert sup.run(ready_timeout=10) == 3
     assert long_running.process.poll() is not None, "the other component was stopped"
     assert not (tmp_path / "state.json").exists()
 
 
-def test_stop_request_stops_everything_in_reverse_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stop_request_stops_everything_in_reverse_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     first, second = Component("first", SLEEPER), Component("second", SLEEPER)
     sup = supervisor([first, second], tmp_path)
     state_seen = []

@@ -27,7 +27,12 @@ def _training_text() -> list[str]:
     import os
 
     sources = [Path(os.__file__), Path(json_module.__file__).with_name("decoder.py")]
-    return [line for src in sources for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        line
+        for src in sources
+        for line in src.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def write_tiny_model(out_dir: Path, vocab_size: int = 512, max_model_len: int = 2048) -> Path:

@@ -8,7 +8,11 @@ from dynamo_images.tiny_model import main, write_tiny_model
 
 def test_model_folder_is_complete_and_consistent(tmp_path: Path) -> None:
     model = write_tiny_model(tmp_path / "m", vocab_size=400)
-    assert sorted(p.name for p in model.iterdir()) == ["config.json", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(p.name for p in model.iterdir()) == [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     config = json.loads((model / "config.json").read_text())
     tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
     assert config["vocab_size"] == tokenizer.get_vocab_size() <= 400

@@ -24,10 +24,17 @@ def normalize(name: str) -> str:
 
 
 def find_dist_info(site_packages: Path, dist: str) -> Path:
-    matches = [p for p in site_packages.glob("*.dist-info") if normalize(p.name.split("-")[0]) == normalize(dist)]
+    matches = [
+        p
+        for p in site_packages.glob("*.dist-info")
+        if normalize(p.name.split("-")[0]) == normalize(dist)
+    ]
     if len(matches) != 1:
         found = sorted(p.name for p in site_packages.glob("*.dist-info"))
-        raise SystemExit(f"venv_layers: expected one installed {dist!r} in {site_packages}, found {len(matches)} (have: {', '.join(found)})")
+        raise SystemExit(
+            f"venv_layers: expected one installed {dist!r} in {site_packages},"
+            f" found {len(matches)} (have: {', '.join(found)})"
+        )
     return matches[0]
 
 
@@ -36,7 +43,9 @@ def dist_files(site_packages: Path, dist: str) -> list[Path]:
     dist_info = find_dist_info(site_packages, dist)
     with (dist_info / "RECORD").open(newline="") as f:
         listed = [Path(row[0]) for row in csv.reader(f) if row]
-    return sorted(set(listed) | {p.relative_to(site_packages) for p in dist_info.rglob("*") if p.is_file()})
+    return sorted(
+        set(listed) | {p.relative_to(site_packages) for p in dist_info.rglob("*") if p.is_file()}
+    )
 
 
 def split(venv: Path, dest: Path, dists: list[str]) -> list[Path]:
@@ -52,7 +61,11 @@ def split(venv: Path, dest: Path, dists: list[str]) -> list[Path]:
             shutil.move(str(source), str(target))
             moved.append(target)
     # Leave no empty package folders behind in the source venv.
-    for folder in sorted((p for p in site_packages.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    for folder in sorted(
+        (p for p in site_packages.rglob("*") if p.is_dir()),
+        key=lambda p: len(p.parts),
+        reverse=True,
+    ):
         if not any(folder.iterdir()):
             folder.rmdir()
     return moved

@@ -25,7 +25,9 @@ def install(site: Path, dist: str, files: dict[str, bytes]) -> None:
 def test_moves_only_the_named_distributions(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     site = venv / "lib/python3.11/site-packages"
-    install(site, "ai-dynamo", {"dynamo/frontend/__init__.py": b"x", "../../../bin/dynamo-run": b"#!"})
+    install(
+        site, "ai-dynamo", {"dynamo/frontend/__init__.py": b"x", "../../../bin/dynamo-run": b"#!"}
+    )
     install(site, "requests", {"requests/__init__.py": b"y"})
     moved = split(venv, tmp_path / "layer", ["ai_dynamo"])
 
@@ -41,5 +43,7 @@ def test_moves_only_the_named_distributions(tmp_path: Path) -> None:
 def test_unknown_distribution_is_an_error(tmp_path: Path) -> None:
     site = tmp_path / "venv/lib/python3.11/site-packages"
     install(site, "requests", {"requests/__init__.py": b"y"})
-    with pytest.raises(SystemExit, match="expected one installed 'ai-dynamo'.*have: requests-1.0.dist-info"):
+    with pytest.raises(
+        SystemExit, match="expected one installed 'ai-dynamo'.*have: requests-1.0.dist-info"
+    ):
         split(tmp_path / "venv", tmp_path / "layer", ["ai-dynamo"])

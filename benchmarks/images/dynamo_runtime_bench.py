@@ -1,0 +1,210 @@
+"""Benchmark: docker/dynamo:runtime built by Pants versus built the way upstream builds images.
+
+Side by side in one run, on the same base image (dynamo-images/base:runtime):
+  ours      ./pants package docker/dynamo:runtime  (PEX layers: deps, Dynamo, our code; labels last)
+  baseline  docker build of a Dockerfile that COPYs the source tree, then builds and pip-installs
+            the first-party wheel and Dynamo from a local wheelhouse inside `docker build`
+            (upstream's pattern, minus its network: the wheelhouse holds the locked wheels)
+Scenarios: cold (no Docker build cache, PEXes rebuilt), no-op rebuild, one-line first-party change.
+Prints wall seconds, the ratio baseline/ours, and the bytes of new image layers per scenario.
+
+Run from the repo root, as root, with the Docker engine up: python3 benchmarks/images/dynamo_runtime_bench.py
+It prunes Docker's build cache (not images) for the cold runs and removes the baseline image at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+OURS_TARGET = "docker/dynamo:runtime"
+OURS_IMAGE = "dynamo:latest-dynamo-runtime"
+BASELINE_IMAGE = "dynamo-bench/baseline-runtime:latest"
+BASE_IMAGE = "dynamo-images/base:runtime"
+CHANGED_FILE = "src/python/dynamo_images/launch.py"
+FIRST_PARTY = ["__init__.py", "launch.py", "health.py", "tiny_model.py"]
+LOCK = REPO / "3rdparty/python/default.lock"
+LOCAL_WHEELS = REPO / "3rdparty/python/wheels"
+DOCKER = "/usr/bin/docker"
+
+BASELINE_DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+USER root
+COPY wheelhouse /wheelhouse
+COPY src /src
+RUN python3.11 -m venv --without-pip /opt/dynamo/venv \\
+ && /opt/dynamo/venv/bin/python $(ls /wheelhouse/pip-*.whl)/pip install --quiet --no-index \\
+      --find-links /wheelhouse /src ai-dynamo==1.6.1 tokenizers
+ENV PATH=/opt/dynamo/venv/bin:$PATH
+USER dynamo
+"""
+BASELINE_PYPROJECT = """\
+[build-system]
+requires = ["setuptools", "wheel"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "dynamo-images"
+version = "0.0.0"
+
+[tool.setuptools]
+packages = ["dynamo_images"]
+"""
+
+
+@dataclass
+class Result:
+    seconds: float
+    new_layer_bytes: int
+
+
+def sh(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, text=True, **kwargs)
+
+
+def layer_sizes(image: str) -> dict[str, int]:
+    """diff_id -> uncompressed size of each layer, read from `docker save` as a stream."""
+    sizes: dict[str, int] = {}
+    manifest: list = []
+    configs: dict[str, dict] = {}
+    with subprocess.Popen([DOCKER, "save", image], stdout=subprocess.PIPE) as proc:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                if member.name.endswith("/layer.tar"):
+                    sizes[member.name] = member.size
+                elif member.name == "manifest.json":
+                    manifest = json.load(tar.extractfile(member))
+                elif member.name.endswith(".json") and member.isfile():
+                    configs[member.name] = json.load(tar.extractfile(member))
+    entry = manifest[0]
+    diff_ids = configs[entry["Config"]]["rootfs"]["diff_ids"]
+    return {diff_id: sizes.get(layer, 0) for diff_id, layer in zip(diff_ids, entry["Layers"])}
+
+
+def image_layers(image: str) -> list[str]:
+    out = subprocess.run([DOCKER, "image", "inspect", "-f", "{{json .RootFS.Layers}}", image], text=True, capture_output=True)
+    return json.loads(out.stdout) if out.returncode == 0 else []
+
+
+def timed_build(build: callable, image: str) -> Result:
+    before = set(image_layers(image))
+    start = time.monotonic()
+    build()
+    seconds = time.monotonic() - start
+    sizes = layer_sizes(image)
+    return Result(seconds, sum(size for diff_id, size in sizes.items() if diff_id not in before))
+
+
+def prune_build_cache() -> None:
+    sh([DOCKER, "builder", "prune", "--all", "--force"], stdout=subprocess.DEVNULL)
+
+
+class Ours:
+    def build(self, cold: bool = False) -> None:
+        env = dict(os.environ)
+        if cold:
+            # pants.toml passes this to pex processes: a new value makes every PEX build a cache miss.
+            env["DYNAMO_BENCH_NONCE"] = uuid.uuid4().hex
+        sh(["./pants", "package", OURS_TARGET], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def change_one_line(self, marker: str) -> None:
+        path = REPO / CHANGED_FILE
+        path.write_text(path.read_text() + f"_BENCHMARK_MARKER = {marker!r}\n")
+
+
+class Baseline:
+    def __init__(self, context: Path) -> None:
+        self.context = context
+
+    def prepare(self) -> None:
+        """Wheelhouse of every locked wheel (plus pip and the build backend) and the source tree."""
+        wheelhouse = self.context / "wheelhouse"
+        wheelhouse.mkdir(parents=True)
+        body = "\n".join(line for line in LOCK.read_text().splitlines() if not line.startswith("//"))
+        pins = [f"{r['project_name']}=={r['version']}" for r in json.loads(body)["locked_resolves"][0]["locked_requirements"]]
+        reqs = self.context / "requirements.txt"
+        reqs.write_text("\n".join([*pins, "pip==23.1.2", "setuptools", "wheel"]) + "\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        env["PIP_CONFIG_FILE"] = os.devnull
+        sh(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+             "--find-links", str(LOCAL_WHEELS), "-d", str(wheelhouse), "-r", str(reqs)],
+            env=env,
+        )
+        src = self.context / "src"
+        (src / "dynamo_images").mkdir(parents=True)
+        for name in FIRST_PARTY:
+            shutil.copy(REPO / "src/python/dynamo_images" / name, src / "dynamo_images" / name)
+        (src / "pyproject.toml").write_text(BASELINE_PYPROJECT)
+        (self.context / "Dockerfile").write_text(BASELINE_DOCKERFILE)
+
+    def build(self, cold: bool = False) -> None:
+        sh([DOCKER, "build", "-q", "-t", BASELINE_IMAGE, str(self.context)], env={**os.environ, "DOCKER_BUILDKIT": "1"}, stdout=subprocess.DEVNULL)
+
+    def change_one_line(self, marker: str) -> None:
+        path = self.context / "src/dynamo_images/launch.py"
+        path.write_text(path.read_text() + f"_BENCHMARK_MARKER = {marker!r}\n")
+
+
+def fmt_bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep-baseline", action="store_true", help="keep the baseline image afterwards")
+    args = parser.parse_args()
+
+    changed = REPO / CHANGED_FILE
+    original = changed.read_text()
+    results: dict[str, dict[str, Result]] = {"baseline": {}, "ours": {}}
+    with tempfile.TemporaryDirectory(prefix="dynamo-bench-") as tmp:
+        baseline, ours = Baseline(Path(tmp)), Ours()
+        print("preparing: base image and the baseline's wheelhouse (not timed)", flush=True)
+        sh(["./pants", "package", "docker/base:runtime"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        baseline.prepare()
+        try:
+            for name, builder, image in (("baseline", baseline, BASELINE_IMAGE), ("ours", ours, OURS_IMAGE)):
+                print(f"{name}: cold", flush=True)
+                prune_build_cache()
+                results[name]["cold"] = timed_build(lambda: builder.build(cold=True), image)
+                print(f"{name}: no-op", flush=True)
+                results[name]["no-op"] = timed_build(builder.build, image)
+                print(f"{name}: one-line change", flush=True)
+                builder.change_one_line(uuid.uuid4().hex)
+                results[name]["one-line change"] = timed_build(builder.build, image)
+        finally:
+            changed.write_text(original)
+            if not args.keep_baseline:
+                subprocess.run([DOCKER, "rmi", "-f", BASELINE_IMAGE], capture_output=True)
+    # Leave our image as the tree describes it, not with the benchmark's marker line.
+    ours.build()
+
+    print()
+    print(f"{'scenario':<17} {'baseline s':>10} {'ours s':>8} {'baseline/ours':>13} {'baseline new layers':>20} {'ours new layers':>16}")
+    for scenario in ("cold", "no-op", "one-line change"):
+        b, o = results["baseline"][scenario], results["ours"][scenario]
+        print(
+            f"{scenario:<17} {b.seconds:>10.1f} {o.seconds:>8.1f} {b.seconds / o.seconds:>12.1f}x"
+            f" {fmt_bytes(b.new_layer_bytes):>20} {fmt_bytes(o.new_layer_bytes):>16}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

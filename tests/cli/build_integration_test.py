@@ -20,7 +20,6 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import ImageNotFound
-
 from dynamo_images.cli.main import main
 
 # A target whose image no test environment builds for real; its latest tag is saved and put back.
@@ -56,9 +55,7 @@ def scratch_image(client: docker.DockerClient, tag: str) -> str:
         member = tarfile.TarInfo("id.txt")
         member.size = len(content)
         tar.addfile(member, io.BytesIO(content))
-    client.api.import_image_from_data(
-        archive.getvalue(), repository=SCRATCH_REPOSITORY, tag=tag
-    )
+    client.api.import_image_from_data(archive.getvalue(), repository=SCRATCH_REPOSITORY, tag=tag)
     return client.images.get(f"{SCRATCH_REPOSITORY}:{tag}").id
 
 
@@ -122,10 +119,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
 
 
 def pants_calls(checkout: Path) -> list[dict]:
-    return [
-        json.loads(line)
-        for line in (checkout / "pants-calls.jsonl").read_text().splitlines()
-    ]
+    return [json.loads(line) for line in (checkout / "pants-calls.jsonl").read_text().splitlines()]
 
 
 def build(*flags: str) -> int:
@@ -167,9 +161,7 @@ def test_no_tag_latest_removes_a_latest_tag_that_did_not_exist(
     assert image_id(setup.client, setup.extra_tag) == setup.new_id
 
 
-def test_plain_build_moves_latest(
-    setup: Setup, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_plain_build_moves_latest(setup: Setup, capfd: pytest.CaptureFixture[str]) -> None:
     setup.client.api.tag(setup.old_id, *LATEST_TAG.split(":"))
     assert build() == 0
     capfd.readouterr()

@@ -22,7 +22,6 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import ImageNotFound
-
 from dynamo_images.cli.main import main
 
 IMAGE = "dynamo:latest-dynamo-runtime"
@@ -52,7 +51,8 @@ import json, os, resource, subprocess
 def sh(command):
     return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.strip()
 
-status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+status_lines = open("/proc/self/status").read().splitlines()
+status = dict(line.split(":", 1) for line in status_lines if ":" in line)
 mounts = [line.split() for line in open("/proc/self/mounts").read().splitlines()]
 print("PROBE " + json.dumps({
     "status": {key: status[key].split() for key in ("Uid", "Gid", "Groups")},
@@ -60,7 +60,10 @@ print("PROBE " + json.dumps({
     "id": sh("id"),
     "ulimit_a": sh("ulimit -a"),
     "ulimit": {flag: [sh("ulimit -S" + flag), sh("ulimit -H" + flag)] for flag in ("l", "s", "n")},
-    "rlimits": {name: list(resource.getrlimit(getattr(resource, "RLIMIT_" + name.upper()))) for name in ("memlock", "stack", "nofile")},
+    "rlimits": {
+        name: list(resource.getrlimit(getattr(resource, "RLIMIT_" + name.upper())))
+        for name in ("memlock", "stack", "nofile")
+    },
     "df_shm": sh("df -k /dev/shm"),
     "env": dict(os.environ),
     "cwd": os.getcwd(),
@@ -155,9 +158,7 @@ def test_run_applies_mounts_env_user_shm_and_ulimits(
     assert seen["status"]["Uid"] == [UNPRIVILEGED_UID] * 4
     assert seen["status"]["Gid"] == [UNPRIVILEGED_UID] * 4
     assert "0" in seen["status"]["Groups"]
-    assert seen["id"].startswith(
-        f"uid={UNPRIVILEGED_UID} gid={UNPRIVILEGED_UID} groups="
-    )
+    assert seen["id"].startswith(f"uid={UNPRIVILEGED_UID} gid={UNPRIVILEGED_UID} groups=")
     # --cap-add CAP_SYS_PTRACE reaches the bounding set.
     assert seen["cap_bounding"] & (1 << CAP_SYS_PTRACE_BIT)
 
@@ -173,8 +174,7 @@ def test_run_applies_mounts_env_user_shm_and_ulimits(
         "n": [str(NOFILE_SOFT), str(NOFILE_HARD)],
     }
     assert (
-        str(NOFILE_SOFT) in seen["ulimit_a"]
-        and str(STACK_BYTES // 1024) in seen["ulimit_a"]
+        str(NOFILE_SOFT) in seen["ulimit_a"] and str(STACK_BYTES // 1024) in seen["ulimit_a"]
     ), seen["ulimit_a"]
 
     # --ipc host shares the host's /dev/shm, so the container sees the host's size there
@@ -189,10 +189,7 @@ def test_run_applies_mounts_env_user_shm_and_ulimits(
     assert seen["env"]["FROM_HOST"] == "copied from the host"
     # The read-only mount and the Hugging Face cache in the non-root user's home.
     assert seen["greeting_file"] == GREETING
-    assert (
-        seen["data_mount_options"]
-        and seen["data_mount_options"][0].split(",")[0] == "ro"
-    )
+    assert seen["data_mount_options"] and seen["data_mount_options"][0].split(",")[0] == "ro"
     assert seen["env"]["HF_HOME"] == "/home/dynamo/.cache/huggingface"
     assert seen["hf_home_entries"] == ["marker"]
 

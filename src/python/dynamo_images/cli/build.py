@@ -22,7 +22,6 @@ from pathlib import Path
 
 from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
-
 from dynamo_images.cli import images
 from dynamo_images.cli.engine import connect, one_line
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
@@ -126,9 +125,7 @@ REFUSED_FLAGS = {
     "cache_from": f"--cache-from: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
     "cache_to": f"--cache-to: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
 }
-SCCACHE_REFUSAL = (
-    "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache"
-)
+SCCACHE_REFUSAL = "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache"
 
 # TensorRT-LLM install intents, as upstream's determine_user_intention_trtllm resolved them.
 TRTLLM_FLAGS = (
@@ -140,8 +137,9 @@ TRTLLM_FLAGS = (
 )
 TRTLLM_WHEEL_GLOB = "tensorrt_llm-*.whl"
 TRTLLM_NEEDS_WHEEL_DIR = (
-    "the trtllm image installs TensorRT-LLM from a local wheel: pass --tensorrtllm-pip-wheel-dir DIR "
-    "(no TensorRT-LLM wheel is reachable from PyPI, whose tensorrt-llm is an sdist that downloads from NVIDIA)"
+    "the trtllm image installs TensorRT-LLM from a local wheel: pass "
+    "--tensorrtllm-pip-wheel-dir DIR (no TensorRT-LLM wheel is reachable from PyPI, "
+    "whose tensorrt-llm is an sdist that downloads from NVIDIA)"
 )
 
 # Pants applies every image_tags entry, latest included; for --no-tag-latest the latest tag is
@@ -165,7 +163,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--target",
         type=non_empty,
         default=images.DEFAULT_TARGET,
-        help=f"one of {', '.join(images.BUILD_TARGETS)} (default: {images.DEFAULT_TARGET}, as upstream); "
+        help=f"one of {', '.join(images.BUILD_TARGETS)} "
+        f"(default: {images.DEFAULT_TARGET}, as upstream); "
         "frontend is the EPP image docker/epp:runtime",
     )
     for knob in BUILD_KNOBS:
@@ -189,7 +188,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=non_empty,
         metavar="NAME=VALUE",
-        help="extra build arg, passed as Pants' --docker-build-args (reaches every image of the build)",
+        help="extra build arg, passed as Pants' --docker-build-args "
+        "(reaches every image of the build)",
     )
     parser.add_argument(
         "--tag",
@@ -327,13 +327,12 @@ class BuildPlan:
             for tag in self.extra_tags:
                 steps.append(f'docker tag "${IMAGE_ID_VARIABLE}" {shlex.quote(tag)}')
             if self.push:
-                steps += [
-                    shlex.join(["docker", "push", tag]) for tag in self.extra_tags
-                ]
+                steps += [shlex.join(["docker", "push", tag]) for tag in self.extra_tags]
         if self.keep_previous_latest:
             latest = shlex.quote(self.image.latest_tag)
             steps.append(
-                f'if [ -n "${PREVIOUS_LATEST_VARIABLE}" ]; then docker tag "${PREVIOUS_LATEST_VARIABLE}" {latest}; '
+                f'if [ -n "${PREVIOUS_LATEST_VARIABLE}" ]; '
+                f'then docker tag "${PREVIOUS_LATEST_VARIABLE}" {latest}; '
                 f"else docker rmi {latest}; fi"
             )
         return STEP_SEPARATOR.join(steps)
@@ -341,9 +340,7 @@ class BuildPlan:
 
 def _given_trtllm_flags(args: argparse.Namespace) -> list[str]:
     return [
-        flag
-        for flag in TRTLLM_FLAGS
-        if getattr(args, flag.removeprefix("--").replace("-", "_"))
+        flag for flag in TRTLLM_FLAGS if getattr(args, flag.removeprefix("--").replace("-", "_"))
     ]
 
 
@@ -358,15 +355,18 @@ def _resolve_trtllm_wheel_dir(args: argparse.Namespace, cwd: Path) -> str:
     intents = sum((wants_install, wants_build, wants_download))
     if intents > 1 or (args.tensorrtllm_index_url and not args.tensorrtllm_pip_wheel):
         raise UsageError(
-            f"cannot tell how to install TensorRT-LLM from {', '.join(_given_trtllm_flags(args))}; give exactly one of: "
-            "--tensorrtllm-pip-wheel [--tensorrtllm-index-url] (download), --tensorrtllm-pip-wheel-dir (local wheel), "
+            "cannot tell how to install TensorRT-LLM from "
+            f"{', '.join(_given_trtllm_flags(args))}; give exactly one of: "
+            "--tensorrtllm-pip-wheel [--tensorrtllm-index-url] (download), "
+            "--tensorrtllm-pip-wheel-dir (local wheel), "
             "--tensorrtllm-git-url [--tensorrtllm-commit] (build from source)"
         )
     if wants_download:
         raise UsageError(f"--tensorrtllm-pip-wheel: {TRTLLM_NEEDS_WHEEL_DIR}")
     if wants_build:
         raise UsageError(
-            "--tensorrtllm-git-url: building TensorRT-LLM from source is not part of this build; build the wheel "
+            "--tensorrtllm-git-url: building TensorRT-LLM from source is not part of this "
+            "build; build the wheel "
             "with TensorRT-LLM's own scripts and pass its directory as --tensorrtllm-pip-wheel-dir"
         )
     if args.tensorrtllm_commit:
@@ -378,9 +378,7 @@ def _resolve_trtllm_wheel_dir(args: argparse.Namespace, cwd: Path) -> str:
         raise UsageError(TRTLLM_NEEDS_WHEEL_DIR)
     directory = (cwd / os.path.expanduser(wheel_dir)).resolve()
     if not directory.is_dir():
-        raise EnvironmentProblem(
-            f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no such directory"
-        )
+        raise EnvironmentProblem(f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no such directory")
     wheels = sorted(path.name for path in directory.glob(TRTLLM_WHEEL_GLOB))
     if not wheels:
         raise EnvironmentProblem(
@@ -388,7 +386,8 @@ def _resolve_trtllm_wheel_dir(args: argparse.Namespace, cwd: Path) -> str:
         )
     if len(wheels) > 1:
         raise EnvironmentProblem(
-            f"--tensorrtllm-pip-wheel-dir {wheel_dir}: {len(wheels)} wheels ({', '.join(wheels)}); leave exactly one"
+            f"--tensorrtllm-pip-wheel-dir {wheel_dir}: {len(wheels)} wheels "
+            f"({', '.join(wheels)}); leave exactly one"
         )
     return str(directory)
 
@@ -399,22 +398,19 @@ def _positive_int(flag: str, value: str, minimum: int) -> str:
     return str(int(value))
 
 
-def plan_build(
-    args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
-) -> BuildPlan:
+def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int) -> BuildPlan:
     """Validate build.sh-style arguments and translate them into a BuildPlan."""
     framework = images.normalize_framework(args.framework or images.DEFAULT_FRAMEWORK)
     target = args.target
     image = images.build_image(framework, target, args.make_efa)
     if target == images.FRONTEND_TARGET and args.framework and framework != "dynamo":
         raise UsageError(
-            f"--target frontend builds the EPP image {image.pants_address}, which has no framework; drop --framework {args.framework}"
+            f"--target frontend builds the EPP image {image.pants_address}, which has no "
+            f"framework; drop --framework {args.framework}"
         )
 
     if (args.uid or args.gid) and target != "local-dev":
-        raise UsageError(
-            f"--uid/--gid apply to --target local-dev only, not '{target}'"
-        )
+        raise UsageError(f"--uid/--gid apply to --target local-dev only, not '{target}'")
 
     if args.use_sccache:
         missing = [
@@ -433,28 +429,21 @@ def plan_build(
     values: dict[str, str] = {}
     trtllm_flags = _given_trtllm_flags(args)
     if framework == "trtllm" and target != images.FRONTEND_TARGET:
-        values[env_var("--tensorrtllm-pip-wheel-dir")] = _resolve_trtllm_wheel_dir(
-            args, cwd
-        )
+        values[env_var("--tensorrtllm-pip-wheel-dir")] = _resolve_trtllm_wheel_dir(args, cwd)
     elif trtllm_flags:
-        raise UsageError(
-            f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'"
-        )
+        raise UsageError(f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'")
 
     if args.efa_version and not args.make_efa:
         raise UsageError("--efa-version applies to EFA builds only; add --make-efa")
     if args.vllm_max_jobs:
         if framework != "vllm":
-            raise UsageError(
-                f"--vllm-max-jobs applies to --framework vllm only, not '{framework}'"
-            )
-        values[env_var("--vllm-max-jobs")] = _positive_int(
-            "--vllm-max-jobs", args.vllm_max_jobs, 1
-        )
+            raise UsageError(f"--vllm-max-jobs applies to --framework vllm only, not '{framework}'")
+        values[env_var("--vllm-max-jobs")] = _positive_int("--vllm-max-jobs", args.vllm_max_jobs, 1)
     if args.cuda_version:
         if not CUDA_VERSION_PATTERN.match(args.cuda_version):
             raise UsageError(
-                f"unsupported --cuda-version '{args.cuda_version}'; accepted: {ACCEPTED_CUDA_VERSIONS}"
+                f"unsupported --cuda-version '{args.cuda_version}'; "
+                f"accepted: {ACCEPTED_CUDA_VERSIONS}"
             )
         values[env_var("--cuda-version")] = args.cuda_version
     if args.platform:
@@ -466,7 +455,8 @@ def plan_build(
         if args.platform != host_platform():
             raise UsageError(
                 f"--platform {args.platform}: Pants 2.17 builds for the host's platform only "
-                f"(no build_platform field) and this host is {host_platform() or platform.machine()}; "
+                "(no build_platform field) and this host is "
+                f"{host_platform() or platform.machine()}; "
                 f"build on an {args.platform.split('/')[1]} host"
             )
         values[env_var("--platform")] = args.platform
@@ -475,7 +465,8 @@ def plan_build(
             raise UsageError(refusal)
     if args.no_tag_latest and args.push:
         raise UsageError(
-            f"--no-tag-latest cannot be combined with --push: ./pants publish pushes every tag of {image.pants_address}, latest included"
+            "--no-tag-latest cannot be combined with --push: ./pants publish pushes every "
+            f"tag of {image.pants_address}, latest included"
         )
 
     if args.base_image:
@@ -506,14 +497,10 @@ def plan_build(
         pants_options.append(f"--docker-build-args={shlex.quote(build_arg)}")
     for tag in args.tags:
         if any(character.isspace() for character in tag):
-            raise UsageError(
-                f"--tag '{tag}' is not an image reference (it contains whitespace)"
-            )
+            raise UsageError(f"--tag '{tag}' is not an image reference (it contains whitespace)")
 
     ordered_env = tuple(
-        (knob.env_var, values[knob.env_var])
-        for knob in BUILD_KNOBS
-        if knob.env_var in values
+        (knob.env_var, values[knob.env_var]) for knob in BUILD_KNOBS if knob.env_var in values
     )
     return BuildPlan(
         repo_root=find_repo_root(cwd),
@@ -537,13 +524,9 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
     """Run the plan: ./pants, then the docker steps Pants cannot do."""
     if not (plan.repo_root / PANTS_LAUNCHER).is_file():
         raise EnvironmentProblem(f"no {PANTS_LAUNCHER} launcher in {plan.repo_root}")
-    client = (
-        connect()
-    )  # Pants' docker build needs the engine too; fail early and clearly
+    client = connect()  # Pants' docker build needs the engine too; fail early and clearly
     previous_latest = (
-        _image_id_of(client, plan.image.latest_tag)
-        if plan.keep_previous_latest
-        else None
+        _image_id_of(client, plan.image.latest_tag) if plan.keep_previous_latest else None
     )
 
     env = {**host_env, **dict(plan.knob_env)}
@@ -554,9 +537,7 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
         ]
     )
     print(f"+ {printable}", file=sys.stderr)
-    completed = subprocess.run(
-        plan.pants_argv, cwd=plan.repo_root, env=env, check=False
-    )
+    completed = subprocess.run(plan.pants_argv, cwd=plan.repo_root, env=env, check=False)
     if completed.returncode != 0:
         return completed.returncode
 

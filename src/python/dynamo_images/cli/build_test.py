@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from dynamo_images.cli import build
 from dynamo_images.cli.conftest import Checkout, dry_build_steps, run_cli, usage_error
 
@@ -115,9 +114,7 @@ def test_knob_table_follows_the_naming_rule_and_every_flag_parses(
     checkout: Checkout, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for knob in build.BUILD_KNOBS:
-        assert knob.env_var == "DYNAMO_" + knob.flag.removeprefix("--").upper().replace(
-            "-", "_"
-        )
+        assert knob.env_var == "DYNAMO_" + knob.flag.removeprefix("--").upper().replace("-", "_")
     assert len({knob.env_var for knob in build.BUILD_KNOBS}) == len(build.BUILD_KNOBS)
 
 
@@ -132,9 +129,7 @@ def test_local_dev_takes_the_builders_ids_unless_given(
         "package",
         "docker/vllm:local-dev",
     ]
-    [step] = dry_build_steps(
-        capsys, "--target", "local-dev", "--uid", "1234", "--gid", "0"
-    )
+    [step] = dry_build_steps(capsys, "--target", "local-dev", "--uid", "1234", "--gid", "0")
     assert step[:2] == ["DYNAMO_UID=1234", "DYNAMO_GID=0"]
 
 
@@ -146,9 +141,7 @@ def test_build_args_go_through_pants_global_build_args(
     )
     assert step[0] == "./pants"
     options = step[1:3]
-    assert [option.partition("=")[0] for option in options] == [
-        "--docker-build-args"
-    ] * 2
+    assert [option.partition("=")[0] for option in options] == ["--docker-build-args"] * 2
     # Pants splits each value of this shell-string list option shell-style; each must stay one arg.
     assert [shlex.split(option.partition("=")[2]) for option in options] == [
         [f"NOTE={AWKWARD_VALUE}"],
@@ -189,16 +182,15 @@ def test_printed_build_runs_as_printed(
         "import json, os, sys\n"
         f"with open({str(log)!r}, 'a') as log:\n"
         "    env = {k: v for k, v in os.environ.items() if k.startswith('DYNAMO_')}\n"
-        "    log.write(json.dumps({'argv': [os.path.basename(sys.argv[0]), *sys.argv[1:]], 'env': env, 'cwd': os.getcwd()}) + '\\n')\n"
+        "    log.write(json.dumps({'argv': [os.path.basename(sys.argv[0]), *sys.argv[1:]], 'env': "
+        "env, 'cwd': os.getcwd()}) + '\\n')\n"
     )
     for path in (bin_dir / "docker", checkout.repo / "pants"):
         path.write_text(recorder)
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     info = checkout.repo / "dist" / "docker.vllm" / "runtime.docker-info.json"
     info.parent.mkdir(parents=True)
-    info.write_text(
-        json.dumps({"version": 1, "image_id": "sha256:feedface", "registries": []})
-    )
+    info.write_text(json.dumps({"version": 1, "image_id": "sha256:feedface", "registries": []}))
     subdirectory = checkout.repo / "src"
     subdirectory.mkdir()
     os.chdir(subdirectory)  # the printed script cds to the checkout first
@@ -245,9 +237,7 @@ def test_printed_build_runs_as_printed(
     ]
 
 
-def test_push_publishes_with_pants(
-    checkout: Checkout, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_push_publishes_with_pants(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
     assert dry_build_steps(capsys, "--push") == [
         ["./pants", "package", "publish", "docker/vllm:dev"]
     ]
@@ -329,11 +319,10 @@ def test_trtllm_wheel_dir_problems(
     assert usage_error(capsys, *base, str(tmp_path / "absent"), exit_code=1) == (
         f"--tensorrtllm-pip-wheel-dir {tmp_path / 'absent'}: no such directory"
     )
-    (trtllm_wheel_dir / "tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl").write_bytes(
-        b""
-    )
+    (trtllm_wheel_dir / "tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl").write_bytes(b"")
     assert usage_error(capsys, *base, str(trtllm_wheel_dir), exit_code=1).endswith(
-        "2 wheels (tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl, tensorrt_llm-1.3.0rc1-cp312-cp312-linux_x86_64.whl); leave exactly one"
+        "2 wheels (tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl, "
+        "tensorrt_llm-1.3.0rc1-cp312-cp312-linux_x86_64.whl); leave exactly one"
     )
 
 
@@ -395,15 +384,13 @@ def test_trtllm_intent_must_resolve_to_a_local_wheel(
     flags: list[str],
     message: str,
 ) -> None:
-    assert usage_error(
-        capsys, "build", "--dry-run", "--framework", "trtllm", *flags
-    ).startswith(message)
+    assert usage_error(capsys, "build", "--dry-run", "--framework", "trtllm", *flags).startswith(
+        message
+    )
 
 
 def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
-    assert (
-        "no TensorRT-LLM wheel is reachable from PyPI" in build.TRTLLM_NEEDS_WHEEL_DIR
-    )
+    assert "no TensorRT-LLM wheel is reachable from PyPI" in build.TRTLLM_NEEDS_WHEEL_DIR
 
 
 @pytest.mark.parametrize(
@@ -411,7 +398,8 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
     [
         (
             ["--framework", "tgi"],
-            "unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= dynamo)",
+            "unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= "
+            "dynamo)",
         ),
         (
             ["--target", "debug"],
@@ -490,27 +478,33 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
         ),
         (
             ["--platform", "linux/arm64"],
-            "--platform linux/arm64: Pants 2.17 builds for the host's platform only (no build_platform field) and this host is linux/amd64; build on an arm64 host",
+            "--platform linux/arm64: Pants 2.17 builds for the host's platform only (no "
+            "build_platform field) and this host is linux/amd64; build on an arm64 host",
         ),
         (
             ["--no-cache"],
-            "--no-cache: Pants 2.17 has no [docker] no-cache option (it arrived in 2.18); run `docker builder prune`",
+            "--no-cache: Pants 2.17 has no [docker] no-cache option (it arrived in 2.18); run "
+            "`docker builder prune`",
         ),
         (
             ["--cache-from", "type=registry,ref=x"],
-            "--cache-from: the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace --cache-from/--cache-to",
+            "--cache-from: the REAPI remote cache in pants.ci.toml plus Docker's local layer "
+            "cache replace --cache-from/--cache-to",
         ),
         (
             ["--cache-to", "type=inline"],
-            "--cache-to: the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace",
+            "--cache-to: the REAPI remote cache in pants.ci.toml plus Docker's local layer cache "
+            "replace",
         ),
         (
             ["--no-tag-latest", "--push"],
-            "--no-tag-latest cannot be combined with --push: ./pants publish pushes every tag of docker/vllm:dev",
+            "--no-tag-latest cannot be combined with --push: ./pants publish pushes every tag of "
+            "docker/vllm:dev",
         ),
         (
             ["--target", "frontend", "--framework", "vllm"],
-            "--target frontend builds the EPP image docker/epp:runtime, which has no framework; drop --framework vllm",
+            "--target frontend builds the EPP image docker/epp:runtime, which has no framework; "
+            "drop --framework vllm",
         ),
         (["--build-arg", "NOVALUE"], "--build-arg 'NOVALUE' is not NAME=VALUE"),
         (

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from dynamo_images.cli.build import STEP_SEPARATOR
 from dynamo_images.cli.main import main
 
@@ -57,9 +56,7 @@ def dry_build_steps(capsys: pytest.CaptureFixture[str], *argv: str) -> list[list
     return [shlex.split(step) for step in out.rstrip("\n").split(STEP_SEPARATOR)]
 
 
-def usage_error(
-    capsys: pytest.CaptureFixture[str], *argv: str, exit_code: int = 2
-) -> str:
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str, exit_code: int = 2) -> str:
     """Run ARGV expecting a one-line error with `exit_code`; return the line."""
     code, out, err = run_cli(capsys, *argv)
     assert code == exit_code, err

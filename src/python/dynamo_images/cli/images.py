@@ -2,7 +2,8 @@
 
 Every image is a Pants `docker_image` target at `docker/<image_dir>:<target>` and is tagged
 `dynamo:latest-<image_dir>-<target>` (plus whatever version tags its BUILD file adds). EFA builds
-are separate targets with an `-aws` suffix: `docker/vllm:runtime-aws` -> `dynamo:latest-vllm-runtime-aws`.
+are separate targets with an `-aws` suffix:
+`docker/vllm:runtime-aws` -> `dynamo:latest-vllm-runtime-aws`.
 The EPP ("frontend") image has no framework and lives at `docker/epp:runtime`.
 """
 
@@ -72,9 +73,7 @@ class ImageRef:
 
     @property
     def docker_info_path(self) -> str:
-        return (
-            f"{PANTS_DIST_DIR}/docker.{self.image_dir}/{self.target}.docker-info.json"
-        )
+        return f"{PANTS_DIST_DIR}/docker.{self.image_dir}/{self.target}.docker-info.json"
 
     @property
     def runs_as_root(self) -> bool:
@@ -82,9 +81,7 @@ class ImageRef:
 
 
 def accepted_frameworks() -> str:
-    aliases = ", ".join(
-        f"{alias} (= {name})" for alias, name in FRAMEWORK_ALIASES.items()
-    )
+    aliases = ", ".join(f"{alias} (= {name})" for alias, name in FRAMEWORK_ALIASES.items())
     return f"{', '.join(FRAMEWORKS)}; alias {aliases}"
 
 
@@ -93,9 +90,7 @@ def normalize_framework(value: str) -> str:
     name = value.strip().lower()
     name = FRAMEWORK_ALIASES.get(name, name)
     if name not in FRAMEWORKS:
-        raise UsageError(
-            f"unknown framework '{value}'; accepted: {accepted_frameworks()}"
-        )
+        raise UsageError(f"unknown framework '{value}'; accepted: {accepted_frameworks()}")
     return name
 
 
@@ -134,9 +129,7 @@ def build_image(framework: str, target: str, efa: bool) -> ImageRef:
     if target == FRONTEND_TARGET:
         if efa:
             _check_efa_target(target)
-        return ImageRef(
-            FRONTEND_IMAGE_DIR, FRONTEND_PANTS_TARGET, FRONTEND_PANTS_TARGET
-        )
+        return ImageRef(FRONTEND_IMAGE_DIR, FRONTEND_PANTS_TARGET, FRONTEND_PANTS_TARGET)
     _check_framework_has_target(framework, target)
     if efa:
         _check_efa_target(target)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dynamo_images.cli import images
 from dynamo_images.cli.errors import UsageError
 
@@ -24,7 +23,8 @@ def test_framework_names_and_aliases(given: str, canonical: str) -> None:
 def test_unknown_framework_names_value_and_accepted_ones() -> None:
     with pytest.raises(
         UsageError,
-        match=r"unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none \(= dynamo\)",
+        match=r"unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none \(= "
+        r"dynamo\)",
     ):
         images.normalize_framework("tgi")
 
@@ -111,21 +111,17 @@ def test_docker_info_path_follows_pants_dist_layout() -> None:
         ),
     ],
 )
-def test_build_image_rejections(
-    framework: str, target: str, efa: bool, message: str
-) -> None:
+def test_build_image_rejections(framework: str, target: str, efa: bool, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         images.build_image(framework, target, efa)
 
 
 def test_run_targets_include_efa_variants_only_for_runtime_and_dev() -> None:
-    assert (
-        images.run_image("vllm", "runtime-aws").latest_tag
-        == "dynamo:latest-vllm-runtime-aws"
-    )
+    assert images.run_image("vllm", "runtime-aws").latest_tag == "dynamo:latest-vllm-runtime-aws"
     with pytest.raises(
         UsageError,
-        match="unknown target 'local-dev-aws'; accepted: runtime, dev, local-dev, runtime-aws, dev-aws",
+        match="unknown target 'local-dev-aws'; accepted: runtime, dev, local-dev, runtime-aws, "
+        "dev-aws",
     ):
         images.run_image("vllm", "local-dev-aws")
     with pytest.raises(UsageError, match="unknown target 'framework'"):

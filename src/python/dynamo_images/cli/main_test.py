@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from dynamo_images.cli.conftest import Checkout, usage_error
 
 
@@ -14,10 +13,7 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        usage_error(capsys, "launch")
-        == "unknown command 'launch'; accepted: run, build"
-    )
+    assert usage_error(capsys, "launch") == "unknown command 'launch'; accepted: run, build"
 
 
 def test_module_entry_point_reports_one_line_and_exit_code(checkout: Checkout) -> None:
@@ -53,5 +49,6 @@ def test_module_entry_point_reports_one_line_and_exit_code(checkout: Checkout) -
     assert (bad.returncode, bad.stdout) == (2, "")
     assert (
         bad.stderr
-        == "dynamo-images: error: unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= dynamo)\n"
+        == "dynamo-images: error: unknown framework 'tgi'; accepted: dynamo, vllm, sglang, "
+        "trtllm; alias none (= dynamo)\n"
     )

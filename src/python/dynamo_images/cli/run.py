@@ -24,7 +24,6 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Ulimit
 from docker.utils import parse_repository_tag
-
 from dynamo_images.cli import images
 from dynamo_images.cli.engine import connect, one_line
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
@@ -83,9 +82,7 @@ def parse_bool(value: str) -> bool:
         return True
     if lowered in ("false", "no", "0", "off"):
         return False
-    raise argparse.ArgumentTypeError(
-        f"'{value}' is not a boolean; accepted: true, false"
-    )
+    raise argparse.ArgumentTypeError(f"'{value}' is not a boolean; accepted: true, false")
 
 
 def non_empty(value: str) -> str:
@@ -110,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--target",
         type=non_empty,
         help=f"one of {', '.join(images.RUN_TARGETS)}, or runtime-aws/dev-aws for EFA images "
-        f"(default: {images.DEFAULT_TARGET}, as upstream); with --image it still says which user the image runs as",
+        f"(default: {images.DEFAULT_TARGET}, as upstream); "
+        "with --image it still says which user the image runs as",
     )
     parser.add_argument("--name", type=non_empty, help="container name")
     parser.add_argument(
@@ -126,14 +124,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpus",
         type=non_empty,
         default=DEFAULT_GPUS,
-        help="GPUs to request, docker syntax (default: all; 'none' requests none and drops --runtime)",
+        help="GPUs to request, docker syntax "
+        "(default: all; 'none' requests none and drops --runtime)",
     )
-    parser.add_argument(
-        "--runtime", type=non_empty, help="container runtime, e.g. nvidia"
-    )
-    parser.add_argument(
-        "--entrypoint", type=non_empty, help="override the image entrypoint"
-    )
+    parser.add_argument("--runtime", type=non_empty, help="container runtime, e.g. nvidia")
+    parser.add_argument("--entrypoint", type=non_empty, help="override the image entrypoint")
     parser.add_argument(
         "--workdir",
         type=non_empty,
@@ -192,7 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=non_empty,
         metavar="NAME=SOFT[:HARD]",
-        help="replace a fixed ulimit (memlock=-1, stack=67108864, nofile=65536:65536) or add one (repeatable); "
+        help="replace a fixed ulimit (memlock=-1, stack=67108864, nofile=65536:65536) "
+        "or add one (repeatable); "
         "for engines that may not raise limits that far",
     )
     parser.add_argument(
@@ -385,7 +381,8 @@ def parse_gpus(value: str) -> DeviceRequest:
             capabilities = [[*item_value.split(","), "gpu"]]
         else:
             raise UsageError(
-                f"--gpus '{value}' has unknown key '{key}'; accepted: all, N, count=, device=, driver=, capabilities="
+                f"--gpus '{value}' has unknown key '{key}'; "
+                "accepted: all, N, count=, device=, driver=, capabilities="
             )
     if count is None and device_ids is None:
         count = 1
@@ -404,7 +401,8 @@ def _gpu_count(text: str, whole_value: str) -> int:
         return int(text)
     except ValueError:
         raise UsageError(
-            f"--gpus '{whole_value}': '{text}' is not a GPU count; accepted: all, a number, device=ID[,ID...]"
+            f"--gpus '{whole_value}': '{text}' is not a GPU count; "
+            "accepted: all, a number, device=ID[,ID...]"
         ) from None
 
 
@@ -414,9 +412,7 @@ def parse_port_bindings(specs: tuple[str, ...]) -> dict[str, Any]:
     for spec in specs:
         for container_port, binding in _parse_port_spec(spec):
             bindings.setdefault(container_port, []).append(binding)
-    return {
-        port: found[0] if len(found) == 1 else found for port, found in bindings.items()
-    }
+    return {port: found[0] if len(found) == 1 else found for port, found in bindings.items()}
 
 
 def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
@@ -455,11 +451,9 @@ def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
         else [None] * len(container_ports)
     )
     if len(host_ports) != len(container_ports):
-        raise UsageError(
-            f"-p '{spec}': host and container port ranges differ in length"
-        )
+        raise UsageError(f"-p '{spec}': host and container port ranges differ in length")
     result = []
-    for host_port, container_port in zip(host_ports, container_ports):
+    for host_port, container_port in zip(host_ports, container_ports, strict=True):
         if host_ip:
             binding: Any = (host_ip, host_port) if host_port is not None else (host_ip,)
         else:
@@ -479,9 +473,7 @@ def _port_range(text: str, spec: str) -> list[int]:
     return list(range(start, end + 1))
 
 
-def resolve_environment(
-    variables: tuple[str, ...], host_env: Mapping[str, str]
-) -> list[str]:
+def resolve_environment(variables: tuple[str, ...], host_env: Mapping[str, str]) -> list[str]:
     """As the docker CLI does: `-e NAME` copies NAME from the host, or is dropped if unset there."""
     resolved = []
     for variable in variables:
@@ -501,15 +493,14 @@ def _runs_as_root(user: str | None, image_runs_as_root: bool) -> bool:
 def _absolute_host_path(path: str, home: str, cwd: Path) -> str:
     if path == "~" or path.startswith("~/"):
         path = home + path[1:]
-    return (
-        str((cwd / path).resolve())
-        if not os.path.isabs(path)
-        else os.path.normpath(path)
-    )
+    return str((cwd / path).resolve()) if not os.path.isabs(path) else os.path.normpath(path)
 
 
 def _absolutize_volume(spec: str, home: str, cwd: Path) -> str:
-    """Make a relative bind source absolute (the engine rejects relative ones); keep named volumes."""
+    """Make a relative bind source absolute (the engine rejects relative ones).
+
+    Named volumes are kept as they are.
+    """
     source, separator, rest = spec.partition(":")
     if separator and (source.startswith((".", "~")) or source in (".", "..")):
         return f"{_absolute_host_path(source, home, cwd)}:{rest}"
@@ -551,11 +542,7 @@ def plan_run(
             privileged = True
 
     host_dirs: list[str] = []
-    hf_cache = (
-        args.hf_cache
-        or host_env.get("HF_HOME")
-        or f"{home}/{images.HF_CACHE_UNDER_HOME}"
-    )
+    hf_cache = args.hf_cache or host_env.get("HF_HOME") or f"{home}/{images.HF_CACHE_UNDER_HOME}"
     if hf_cache.lower() != NO_HF_CACHE:
         hf_host_dir = _absolute_host_path(hf_cache, home, cwd)
         container_home = (
@@ -615,7 +602,8 @@ def check_engine_runtimes(plan: RunPlan, engine_info: Mapping[str, Any]) -> None
     listed = ", ".join(runtimes) or "none"
     if plan.gpus is not None and NVIDIA_RUNTIME not in runtimes:
         raise EnvironmentProblem(
-            f"--gpus {plan.gpus} asks for GPUs but the Docker engine has no '{NVIDIA_RUNTIME}' runtime "
+            f"--gpus {plan.gpus} asks for GPUs but the Docker engine has no "
+            f"'{NVIDIA_RUNTIME}' runtime "
             f"(it has: {listed}); install the NVIDIA Container Toolkit, or pass --gpus none"
         )
     if plan.runtime and plan.runtime not in runtimes:
@@ -626,7 +614,10 @@ def check_engine_runtimes(plan: RunPlan, engine_info: Mapping[str, Any]) -> None
 
 def missing_image_message(plan: RunPlan) -> str:
     if plan.image_ref is not None:
-        return f"image {plan.image} is not built; build it with: ./pants package {plan.image_ref.pants_address}"
+        return (
+            f"image {plan.image} is not built; "
+            f"build it with: ./pants package {plan.image_ref.pants_address}"
+        )
     return f"image {plan.image} is not in the Docker engine"
 
 
@@ -645,7 +636,8 @@ def _ensure_image(client: docker.DockerClient, plan: RunPlan) -> None:
         client.images.pull(repository, tag=tag or "latest")
     except APIError as error:
         raise EnvironmentProblem(
-            f"{missing_image_message(plan)} and could not be pulled: {one_line(error.explanation or error)}"
+            f"{missing_image_message(plan)} and could not be pulled: "
+            f"{one_line(error.explanation or error)}"
         ) from error
 
 
@@ -653,7 +645,10 @@ def start_failure_message(plan: RunPlan, reason: str) -> str:
     message = f"docker could not start {plan.image}: {reason}"
     if "rlimit" in reason:
         # Engines without CAP_SYS_RESOURCE (e.g. inside another container) cannot raise limits.
-        message += f"; the engine cannot grant --ulimit {' '.join(plan.ulimits)}: lower them with --ulimit NAME=SOFT[:HARD]"
+        message += (
+            f"; the engine cannot grant --ulimit {' '.join(plan.ulimits)}: "
+            "lower them with --ulimit NAME=SOFT[:HARD]"
+        )
     return message
 
 
@@ -730,9 +725,7 @@ def _relay_output(stream: Iterable[tuple[bytes | None, bytes | None]]) -> None:
             sys.stderr.buffer.flush()
 
 
-def _relay_terminal(
-    client: docker.DockerClient, container_id: str, attached: Any
-) -> None:
+def _relay_terminal(client: docker.DockerClient, container_id: str, attached: Any) -> None:
     """Connect our terminal to the container's TTY in raw mode, as `docker run -it` does."""
     import termios
     import tty

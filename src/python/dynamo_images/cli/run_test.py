@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from docker.types import DeviceRequest, Ulimit
-
 from dynamo_images.cli import run
 from dynamo_images.cli.conftest import Checkout, dry_run_argv, run_cli, usage_error
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
@@ -123,15 +122,12 @@ def test_hf_cache_choices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     argv = dry_run_argv(capsys, "--hf-home", "models dir", "--target", "runtime")
-    assert (
-        f"{checkout.repo}/models dir:/home/dynamo/.cache/huggingface"
-        in option_values(argv, "-v")
+    assert f"{checkout.repo}/models dir:/home/dynamo/.cache/huggingface" in option_values(
+        argv, "-v"
     )
 
     argv = dry_run_argv(capsys, "--hf-cache", "~/hf", "--target", "runtime")
-    assert f"{checkout.home}/hf:/home/dynamo/.cache/huggingface" in option_values(
-        argv, "-v"
-    )
+    assert f"{checkout.home}/hf:/home/dynamo/.cache/huggingface" in option_values(argv, "-v")
 
     monkeypatch.setenv("HF_HOME", "/srv/hf")
     argv = dry_run_argv(capsys, "--target", "runtime")
@@ -190,9 +186,7 @@ def test_value_flags_reach_the_command(
 def test_gpus_none_drops_the_gpu_request_and_the_runtime(
     checkout: Checkout, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = dry_run_argv(
-        capsys, "--hf-cache", "none", "--gpus", "none", "--runtime", "nvidia"
-    )
+    argv = dry_run_argv(capsys, "--hf-cache", "none", "--gpus", "none", "--runtime", "nvidia")
     assert "--gpus" not in argv
     assert "--runtime" not in argv
     assert plan_for("--gpus", "NONE").gpus is None
@@ -244,16 +238,12 @@ def test_container_command_after_double_dash_is_kept_verbatim(
 
 
 def test_switches(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = dry_run_argv(
-        capsys, "--hf-cache", "none", "-it", "--privileged", "--rm", "false"
-    )
+    argv = dry_run_argv(capsys, "--hf-cache", "none", "-it", "--privileged", "--rm", "false")
     assert argv[:6] == ["docker", "run", "--gpus", "all", "-it", "--network"]
     assert "--privileged" in argv
     assert "--rm" not in argv
     # Upstream's spelling with an explicit value.
-    argv = dry_run_argv(
-        capsys, "--hf-cache", "none", "--privileged", "TRUE", "--rm", "TRUE"
-    )
+    argv = dry_run_argv(capsys, "--hf-cache", "none", "--privileged", "TRUE", "--rm", "TRUE")
     assert "--privileged" in argv and "--rm" in argv
 
 
@@ -275,9 +265,7 @@ def test_mount_workspace_mirrors_upstream(
         "HF_TOKEN",
     ]
     assert "--privileged" in argv
-    assert "--privileged" not in dry_run_argv(
-        capsys, "--mount-workspace", "--privileged", "false"
-    )
+    assert "--privileged" not in dry_run_argv(capsys, "--mount-workspace", "--privileged", "false")
 
 
 def test_mount_workspace_outside_the_checkout_is_an_environment_error(
@@ -295,9 +283,7 @@ def test_use_nixl_gds(checkout: Checkout, capsys: pytest.CaptureFixture[str]) ->
     assert option_values(argv, "-v") == ["/run/udev:/run/udev:ro", "/tmp:/tmp"]
     assert option_values(argv, "--cap-add") == ["CAP_SYS_PTRACE", "IPC_LOCK"]
     # With --mount-workspace, /tmp is already mounted once.
-    argv = dry_run_argv(
-        capsys, "--hf-cache", "none", "--use-nixl-gds", "--mount-workspace"
-    )
+    argv = dry_run_argv(capsys, "--hf-cache", "none", "--use-nixl-gds", "--mount-workspace")
     assert option_values(argv, "-v").count("/tmp:/tmp") == 1
 
 
@@ -326,7 +312,7 @@ def test_user_and_group_zero(
 def test_printed_command_runs_as_printed(
     checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """Feed the dry-run line to a real shell, with `docker` replaced by a script that records argv."""
+    """Feed the dry-run line to a real shell, `docker` being a script that records its argv."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     recorder = bin_dir / "docker"
@@ -468,9 +454,7 @@ def test_sdk_kwargs_for_interactive_privileged_default_gpus(checkout: Checkout) 
     assert kwargs["device_requests"] == [
         DeviceRequest(driver="", count=-1, device_ids=[], capabilities=[["gpu"]])
     ]
-    assert (
-        "runtime" not in kwargs and "user" not in kwargs and "group_add" not in kwargs
-    )
+    assert "runtime" not in kwargs and "user" not in kwargs and "group_add" not in kwargs
 
 
 @pytest.mark.parametrize(
@@ -493,7 +477,8 @@ def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
     [
         (
             ["--framework", "tgi"],
-            "unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= dynamo)",
+            "unknown framework 'tgi'; accepted: dynamo, vllm, sglang, trtllm; alias none (= "
+            "dynamo)",
         ),
         (
             ["--target", "framework"],
@@ -512,7 +497,8 @@ def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
         (["--rm", "maybe"], "--rm: 'maybe' is not a boolean; accepted: true, false"),
         (
             ["--gpus", "device"],
-            "--gpus 'device': 'device' is not a GPU count; accepted: all, a number, device=ID[,ID...]",
+            "--gpus 'device': 'device' is not a GPU count; accepted: all, a number, "
+            "device=ID[,ID...]",
         ),
         (["--gpus", "colour=red"], "--gpus 'colour=red' has unknown key 'colour'"),
         (
@@ -544,9 +530,7 @@ def test_unreachable_engine_is_an_environment_error(
     socket_path = tmp_path / "no-engine.sock"
     monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_path}")
     message = usage_error(capsys, "run", "--gpus", "none", "--", "true", exit_code=1)
-    assert message.startswith(
-        f"cannot reach the Docker engine at unix://{socket_path} ("
-    )
+    assert message.startswith(f"cannot reach the Docker engine at unix://{socket_path} (")
     assert message.endswith("start dockerd or point DOCKER_HOST at a running engine")
 
 
@@ -561,15 +545,12 @@ def test_interactive_without_a_terminal_is_an_environment_error(
 
 
 def test_gpus_need_the_nvidia_runtime() -> None:
-    gpu_plan = run.RunPlan(
-        image="dynamo:latest-vllm-runtime", image_ref=None, gpus="all"
-    )
+    gpu_plan = run.RunPlan(image="dynamo:latest-vllm-runtime", image_ref=None, gpus="all")
     with pytest.raises(EnvironmentProblem) as raised:
-        run.check_engine_runtimes(
-            gpu_plan, {"Runtimes": {"runc": {}, "io.containerd.runc.v2": {}}}
-        )
+        run.check_engine_runtimes(gpu_plan, {"Runtimes": {"runc": {}, "io.containerd.runc.v2": {}}})
     assert str(raised.value) == (
-        "--gpus all asks for GPUs but the Docker engine has no 'nvidia' runtime (it has: io.containerd.runc.v2, runc); "
+        "--gpus all asks for GPUs but the Docker engine has no 'nvidia' runtime (it has: "
+        "io.containerd.runc.v2, runc); "
         "install the NVIDIA Container Toolkit, or pass --gpus none"
     )
     run.check_engine_runtimes(gpu_plan, {"Runtimes": {"runc": {}, "nvidia": {}}})
@@ -591,12 +572,12 @@ def test_missing_image_says_how_to_build_it(checkout: Checkout) -> None:
     assert run.missing_image_message(
         plan_for("--framework", "sglang", "--target", "runtime-aws")
     ) == (
-        "image dynamo:latest-sglang-runtime-aws is not built; build it with: ./pants package docker/sglang:runtime-aws"
+        "image dynamo:latest-sglang-runtime-aws is not built; build it with: ./pants package "
+        "docker/sglang:runtime-aws"
     )
-    assert run.missing_image_message(
-        plan_for("--image", "dynamo:latest-dynamo-runtime")
-    ) == (
-        "image dynamo:latest-dynamo-runtime is not built; build it with: ./pants package docker/dynamo:runtime"
+    assert run.missing_image_message(plan_for("--image", "dynamo:latest-dynamo-runtime")) == (
+        "image dynamo:latest-dynamo-runtime is not built; build it with: ./pants package "
+        "docker/dynamo:runtime"
     )
     assert (
         run.missing_image_message(plan_for("--image", "other:1"))
@@ -653,16 +634,17 @@ def test_ulimit_overrides_replace_fixed_ones_in_place(
 def test_bad_ulimits(
     checkout: Checkout, capsys: pytest.CaptureFixture[str], value: str, message: str
 ) -> None:
-    assert usage_error(capsys, "run", "--dry-run", "--ulimit", value).startswith(
-        message
-    )
+    assert usage_error(capsys, "run", "--dry-run", "--ulimit", value).startswith(message)
 
 
 def test_start_failure_from_limits_says_how_to_lower_them(checkout: Checkout) -> None:
-    reason = "OCI runtime create failed: error setting rlimit type 8: operation not permitted: unknown"
+    reason = (
+        "OCI runtime create failed: error setting rlimit type 8: operation not permitted: unknown"
+    )
     assert run.start_failure_message(plan_for("--ulimit", "core=0"), reason) == (
         f"docker could not start dynamo:latest-vllm-dev: {reason}; the engine cannot grant "
-        "--ulimit memlock=-1 stack=67108864 nofile=65536:65536 core=0: lower them with --ulimit NAME=SOFT[:HARD]"
+        "--ulimit memlock=-1 stack=67108864 nofile=65536:65536 core=0: lower them with --ulimit "
+        "NAME=SOFT[:HARD]"
     )
     assert (
         run.start_failure_message(plan_for(), "no space left")

@@ -49,6 +49,7 @@ type benchOptions struct {
 	goalP99     time.Duration
 	failOnGoal  bool
 	cpuProfile  string
+	memProfile  string
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	flag.DurationVar(&bo.goalP99, "goal-p99", time.Millisecond, "p99 pick latency goal at --goal-rate")
 	flag.BoolVar(&bo.failOnGoal, "fail-on-goal", false, "exit 1 when the goal is missed")
 	flag.StringVar(&bo.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (EPP and load generator) here")
+	flag.StringVar(&bo.memProfile, "memprofile", "", "write an allocation profile of the whole run here")
 	flag.Parse()
 	for _, r := range strings.Split(rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
@@ -85,6 +87,15 @@ func main() {
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if bo.memProfile != "" {
+		defer func() {
+			f, err := os.Create(bo.memProfile)
+			if err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	if err := run(bo); err != nil {
 		pprof.StopCPUProfile()

@@ -181,7 +181,11 @@ func (s *Server) handle(ctx context.Context, st *stream, req *extprocv3.Processi
 		if st.decided {
 			return false, st.send(bodyPassThrough(s.opts.BodyMode, v.RequestBody))
 		}
-		st.body = append(st.body, v.RequestBody.GetBody()...)
+		if st.body == nil && v.RequestBody.GetEndOfStream() {
+			st.body = v.RequestBody.GetBody() // the whole body in one message: no copy
+		} else {
+			st.body = append(st.body, v.RequestBody.GetBody()...)
+		}
 		if len(st.body) > s.opts.MaxBodyBytes {
 			return true, st.send(immediate(http.StatusRequestEntityTooLarge,
 				fmt.Sprintf("request body exceeds %d bytes", s.opts.MaxBodyBytes)))
@@ -237,13 +241,19 @@ func (s *Server) decideAndAnswer(ctx context.Context, st *stream, withBody bool)
 	start := time.Now()
 	d := s.decide(ctx, st)
 	s.opts.Metrics.ObserveRequest(d.code, time.Since(start))
+	// Checked first: building the log arguments costs allocations on every request.
+	debug := s.opts.Logger.Enabled(ctx, slog.LevelDebug)
 	if d.code != http.StatusOK {
-		s.opts.Logger.Debug("request rejected", "code", d.code, "reason", d.message, "request_id", st.headers["x-request-id"])
+		if debug {
+			s.opts.Logger.Debug("request rejected", "code", d.code, "reason", d.message, "request_id", st.headers["x-request-id"])
+		}
 		return true, st.send(immediate(d.code, d.message))
 	}
 	st.routed = true
 	s.opts.Metrics.InflightAdd(1)
-	s.opts.Logger.Debug("request routed", "destination", d.destination, "model", d.model, "request_id", st.headers["x-request-id"])
+	if debug {
+		s.opts.Logger.Debug("request routed", "destination", d.destination, "model", d.model, "request_id", st.headers["x-request-id"])
+	}
 
 	mutation := s.routingHeaders(d, st, withBody)
 	metadata := s.routingMetadata(d.destination)

@@ -485,20 +485,3 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Fatal("unknown body mode accepted")
 	}
 }
-
-func TestParseBody(t *testing.T) {
-	cases := []struct{ body, model, prompt string }{
-		{`{"model":"m","prompt":"abc"}`, "m", "abc"},
-		{`{"model":"m","prompt":["a","b"]}`, "m", "a\nb"},
-		{`{"model":"m","prompt":[1,2,3]}`, "m", "1,2,3"},
-		{`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"x"}}]}]}`, "m", "user: hi\n"},
-		{`not json`, "", ""},
-		{``, "", ""},
-	}
-	for _, c := range cases {
-		got := parseBody([]byte(c.body))
-		if got.Model != c.model || got.Prompt != c.prompt {
-			t.Errorf("parseBody(%s) = %+v, want model %q prompt %q", c.body, got, c.model, c.prompt)
-		}
-	}
-}

@@ -5,12 +5,14 @@ package scraper
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"dynamo-images.local/epp/internal/backend"
@@ -300,29 +302,32 @@ func pick(samples map[string][]sample, specs []MetricSpec, useMax bool) (float64
 	return 0, false
 }
 
+// scanBuffers recycles the line buffers of parseExposition: every endpoint is scraped many
+// times a second, and a fresh buffer per scrape would dominate the EPP's allocations.
+var scanBuffers = sync.Pool{New: func() any { b := make([]byte, 16*1024); return &b }}
+
 // parseExposition reads the samples of the wanted metric names from a Prometheus text
 // exposition (version 0.0.4). Lines of other metrics are skipped before their labels are
 // parsed, which keeps scraping cheap on servers that export hundreds of series.
 func parseExposition(r io.Reader, wanted map[string]bool) (map[string][]sample, error) {
 	out := map[string][]sample{}
+	buf := scanBuffers.Get().(*[]byte)
+	defer scanBuffers.Put(buf)
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	sc.Buffer(*buf, 4*1024*1024)
 	lineNo := 0
 	for sc.Scan() {
 		lineNo++
-		line := sc.Text()
+		line := sc.Bytes()
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		end := strings.IndexAny(line, "{ \t")
-		if end <= 0 {
+		end := bytes.IndexAny(line, "{ \t")
+		if end <= 0 || !wanted[string(line[:end])] { // no allocation: map lookup by converted key
 			continue
 		}
-		name := line[:end]
-		if !wanted[name] {
-			continue
-		}
-		rest := line[end:]
+		name := string(line[:end])
+		rest := string(line[end:])
 		labels := map[string]string{}
 		if rest[0] == '{' {
 			var err error

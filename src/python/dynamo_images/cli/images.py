@@ -4,7 +4,7 @@ Every image is a Pants `docker_image` target at `docker/<image_dir>:<target>` an
 `dynamo:latest-<image_dir>-<target>` (plus whatever version tags its BUILD file adds). EFA builds
 are separate targets with an `-aws` suffix:
 `docker/vllm:runtime-aws` -> `dynamo:latest-vllm-runtime-aws`.
-The EPP ("frontend") image has no framework and lives at `docker/epp:runtime`.
+The EPP ("frontend") image has no framework: `docker/epp:runtime`, tagged `dynamo-images/epp:latest`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ BUILD_TARGETS = ("runtime", "dev", "local-dev", "framework", "frontend")
 FRONTEND_TARGET = "frontend"
 FRONTEND_IMAGE_DIR = "epp"
 FRONTEND_PANTS_TARGET = "runtime"
+FRONTEND_LATEST_TAG = "dynamo-images/epp:latest"
 
 IMAGE_REPOSITORY = "dynamo"
 LATEST_TAG_PREFIX = "latest-"
@@ -69,6 +70,8 @@ class ImageRef:
 
     @property
     def latest_tag(self) -> str:
+        if self.image_dir == FRONTEND_IMAGE_DIR:
+            return FRONTEND_LATEST_TAG
         return f"{IMAGE_REPOSITORY}:{LATEST_TAG_PREFIX}{self.image_dir}-{self.target}"
 
     @property
@@ -153,13 +156,13 @@ _LATEST_TAG_PATTERN = re.compile(
 
 def image_for_tag(tag: str) -> ImageRef | None:
     """The table entry behind one of our `latest` tags, or None for any other image name."""
+    if tag == FRONTEND_LATEST_TAG:
+        return ImageRef(FRONTEND_IMAGE_DIR, FRONTEND_PANTS_TARGET, FRONTEND_PANTS_TARGET)
     match = _LATEST_TAG_PATTERN.match(tag)
     if not match:
         return None
     image_dir, target = match["image_dir"], match["target"]
     base_target, efa = _split_efa(target)
-    if image_dir == FRONTEND_IMAGE_DIR and target == FRONTEND_PANTS_TARGET:
-        return ImageRef(image_dir, target, base_target)
     if image_dir not in FRAMEWORKS or base_target not in BUILD_TARGETS:
         return None
     if base_target == FRONTEND_TARGET or (efa and base_target not in EFA_TARGETS):

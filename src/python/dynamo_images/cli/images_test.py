@@ -68,7 +68,7 @@ def test_unknown_framework_names_value_and_accepted_ones() -> None:
             "docker/dynamo:dev-aws",
             "dynamo:latest-dynamo-dev-aws",
         ),
-        ("vllm", "frontend", False, "docker/epp:runtime", "dynamo:latest-epp-runtime"),
+        ("vllm", "frontend", False, "docker/epp:runtime", "dynamo-images/epp:latest"),
     ],
 )
 def test_build_image_address_and_tag(
@@ -145,6 +145,7 @@ def test_only_dev_runs_as_root() -> None:
         "dynamo:latest-dynamo-framework",
         "dynamo:latest-vllm-local-dev-aws",
         "dynamo:latest-vllm-frontend",
+        "dynamo:latest-epp-runtime",
     ],
 )
 def test_foreign_tags_are_not_in_the_table(tag: str) -> None:

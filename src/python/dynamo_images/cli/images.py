@@ -4,7 +4,8 @@ Every image is a Pants `docker_image` target at `docker/<image_dir>:<target>` an
 `dynamo:latest-<image_dir>-<target>` (plus whatever version tags its BUILD file adds). EFA builds
 are separate targets with an `-aws` suffix:
 `docker/vllm:runtime-aws` -> `dynamo:latest-vllm-runtime-aws`.
-The EPP ("frontend") image has no framework: `docker/epp:runtime`, tagged `dynamo-images/epp:latest`.
+The EPP ("frontend") image has no framework: `docker/epp:runtime`, tagged
+`dynamo-images/epp:latest`.
 """
 
 from __future__ import annotations

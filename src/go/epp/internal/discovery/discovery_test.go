@@ -102,16 +102,17 @@ func newFakeEtcd(t *testing.T) (*fakeEtcd, *httptest.Server) {
 	return f, srv
 }
 
-// registerWorker writes what an ai-dynamo 1.6.1 worker writes for one instance.
+// registerWorker writes what an ai-dynamo 1.6.1 worker writes for one instance (values
+// abridged from a real mocker worker's registration).
 func registerWorker(f *fakeEtcd, lease uint64, hostPort string, wrappedCard bool, model string) string {
 	hex := strconv.FormatUint(lease, 16)
 	f.put("v1/instances/dynamo/backend/generate/"+hex, fmt.Sprintf(
-		`{"type":"Endpoint","namespace":"dynamo","component":"backend","endpoint":"generate","instance_id":%d,"transport":{"tcp":"%s/%s/dynamo/backend/generate"}}`,
+		`{"type":"Endpoint","component":"backend","endpoint":"generate","namespace":"dynamo","instance_id":%d,"transport":{"tcp":"%s/%s/dynamo/backend/generate"},"device_type":"cuda","request_plane_codec":"msgpack"}`,
 		lease, hostPort, hex))
 	if model == "" {
 		return hex
 	}
-	card := fmt.Sprintf(`{"display_name":%q,"slug":"x","kv_cache_block_size":16,"model_type":"Chat","runtime_config":{"total_kv_blocks":8192,"max_num_seqs":256,"max_num_batched_tokens":8192}}`, model)
+	card := fmt.Sprintf(`{"display_name":%q,"slug":"x","source_path":"/models/x","kv_cache_block_size":16,"model_type":"Chat | Completions","model_input":"Tokens","worker_type":"aggregated","runtime_config":{"context_length":0,"total_kv_blocks":8192,"max_num_seqs":256,"max_num_batched_tokens":8192,"tool_call_parser":null,"runtime_data":{"output_replay_consumer":true}}}`, model)
 	if wrappedCard {
 		card = fmt.Sprintf(`{"type":"Model","namespace":"dynamo","component":"backend","endpoint":"generate","instance_id":%d,"card_json":%s}`, lease, card)
 	}

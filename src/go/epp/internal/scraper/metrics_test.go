@@ -10,24 +10,26 @@ import (
 	"time"
 )
 
-// An excerpt of what an ai-dynamo 1.6.1 mocker worker serves on its system port.
+// An excerpt of what an ai-dynamo 1.6.1 mocker worker serves on its system port once it has
+// served a request (the vllm:* gauges appear only then; before, only the dynamo_* ones exist).
 const dynamoExposition = `# HELP dynamo_component_inflight_requests Number of requests currently being processed
 # TYPE dynamo_component_inflight_requests gauge
-dynamo_component_inflight_requests{dynamo_component="backend",dynamo_endpoint="generate",dynamo_namespace="dynamo"} 3
-dynamo_component_inflight_requests{dynamo_component="backend",dynamo_endpoint="clear_kv_blocks",dynamo_namespace="dynamo"} 1
+dynamo_component_inflight_requests{dynamo_component="backend",dynamo_endpoint="generate",dynamo_namespace="dynamo",worker_id="694da2136fb63706"} 3
+dynamo_component_inflight_requests{dynamo_component="backend",dynamo_endpoint="worker_kv_query_source_4d6e6f9b9f9b7",dynamo_namespace="dynamo",worker_id="694da2136fb63706"} 1
 # TYPE dynamo_work_handler_queue_depth gauge
-dynamo_work_handler_queue_depth{dynamo_component="backend",dynamo_endpoint="generate"} 9
+dynamo_work_handler_queue_depth 9
+dynamo_work_handler_queue_capacity 40000
 # HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
-vllm:num_requests_running{engine="0",model_name="Qwen/Qwen3-0.6B"} 4
+vllm:num_requests_running{engine="0",model_name="tiny-mocker"} 4
 # TYPE vllm:num_requests_waiting gauge
-vllm:num_requests_waiting{engine="0",model_name="Qwen/Qwen3-0.6B"} 2
+vllm:num_requests_waiting{engine="0",model_name="tiny-mocker"} 2
 # TYPE vllm:kv_cache_usage_perc gauge
-vllm:kv_cache_usage_perc{engine="0",model_name="Qwen/Qwen3-0.6B"} 0.25
+vllm:kv_cache_usage_perc{engine="0",model_name="tiny-mocker"} 0.25
 # TYPE vllm:gpu_cache_usage_perc gauge
-vllm:gpu_cache_usage_perc{engine="0",model_name="Qwen/Qwen3-0.6B"} 0.75
+vllm:gpu_cache_usage_perc{engine="0",model_name="tiny-mocker"} 0.75
 # TYPE vllm:time_to_first_token_seconds histogram
-vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="Qwen/Qwen3-0.6B"} 0
+vllm:time_to_first_token_seconds_bucket{engine="0",model_name="tiny-mocker",le="0.001"} 0
 `
 
 func extract(t *testing.T, mapping MetricMapping, text string) (float64, float64, float64, error) {
@@ -62,7 +64,7 @@ func TestDynamoFallbacksWhenVLLMNamesAbsent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Counts sum over series: inflight = 3 (generate) + 1 (clear_kv_blocks).
+	// Counts sum over series: inflight = 3 (generate) + 1 (the KV query endpoint).
 	if q != 9 || r != 4 || kv != 0.75 {
 		t.Fatalf("got queue=%v running=%v kv=%v, want 9 4 0.75", q, r, kv)
 	}

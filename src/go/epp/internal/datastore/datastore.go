@@ -210,30 +210,36 @@ type ModelStatus struct {
 	Known bool
 	// Served is true when some endpoint (ready or not) serves the model.
 	Served bool
-	// Models lists the advertised model names, sorted.
+	// Models lists the advertised model names, sorted (only when Known and not Served).
 	Models []string
 }
 
-// Model reports whether any endpoint serves model.
+// Model reports whether any endpoint serves model. Models is filled only when the model is
+// unknown (it is for the error message, and this runs on every request).
 func (s *Store) Model(model string) ModelStatus {
 	st := ModelStatus{}
-	names := map[string]bool{}
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, e := range s.endpoints {
 		info := e.info.Load()
 		if len(info.Models) > 0 {
 			st.Known = true
 		}
-		for _, m := range info.Models {
-			names[m] = true
-		}
 		if info.ServesModel(model) {
 			st.Served = true
 		}
 	}
-	s.mu.RUnlock()
-	for m := range names {
-		st.Models = append(st.Models, m)
+	if !st.Known || st.Served {
+		return st
+	}
+	names := map[string]bool{}
+	for _, e := range s.endpoints {
+		for _, m := range e.info.Load().Models {
+			if !names[m] {
+				names[m] = true
+				st.Models = append(st.Models, m)
+			}
+		}
 	}
 	sort.Strings(st.Models)
 	return st

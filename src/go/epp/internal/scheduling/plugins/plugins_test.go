@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand"
 	"reflect"
 	"strings"
 	"testing"
@@ -183,6 +184,44 @@ func TestPrefixCacheScorerLRUIsBounded(t *testing.T) {
 	first := &scheduling.Request{Prompt: "00000000"}
 	if got := score(t, p, first, nil, a); !approx(got, []float64{0}) {
 		t.Fatalf("evicted prompt: %v", got)
+	}
+}
+
+// The binary search in matchedPrefix relies on the remembered blocks being prefix-closed;
+// check it against a linear scan under a workload of shared prefixes, unique tails and
+// constant eviction.
+func TestPrefixMatchEqualsLinearScan(t *testing.T) {
+	p := mustNew(t, PrefixCacheScorerType, "{hashBlockSize: 1, lruCapacityPerServer: 40}")
+	s := p.(*prefixCacheScorer)
+	rng := rand.New(rand.NewSource(3))
+	eps := []*backend.Endpoint{ep("a", 0, 0, 0), ep("b", 0, 0, 0), ep("c", 0, 0, 0)}
+	randomPrompt := func() string {
+		// One of four shared prefixes of varying length, then a random tail.
+		var b strings.Builder
+		b.WriteString("abcdefghijklmnopqrstuvwxyz"[:rng.Intn(26)])
+		b.WriteString([]string{"", "X", "YY", "ZZZ"}[rng.Intn(4)])
+		for i := rng.Intn(12); i > 0; i-- {
+			b.WriteByte(byte('0' + rng.Intn(4)))
+		}
+		return b.String()
+	}
+	for i := 0; i < 5000; i++ {
+		req := &scheduling.Request{Model: "m", Prompt: randomPrompt()}
+		hashes := s.blockHashes(req)
+		for _, e := range eps {
+			lru := s.servers[e.Key()]
+			if lru == nil {
+				continue
+			}
+			linear := 0
+			for linear < len(hashes) && lru.contains(hashes[linear]) {
+				linear++
+			}
+			if got := lru.matchedPrefix(hashes); got != linear {
+				t.Fatalf("request %d, endpoint %s: binary search %d, linear scan %d", i, e.Key(), got, linear)
+			}
+		}
+		s.PostPick(context.Background(), scheduling.NewCycleState(), req, []*backend.Endpoint{eps[rng.Intn(len(eps))]})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
@@ -158,20 +159,30 @@ func run(bo benchOptions) error {
 
 	fmt.Printf("epp-bench: %d fake endpoints, %d gRPC conns, GOMAXPROCS=%d, %s per rate (+%s warm-up), ~%d-byte prompts, %d shared prefixes\n",
 		bo.endpoints, bo.conns, runtime.GOMAXPROCS(0), bo.duration, bo.warmup, bo.promptBytes, bo.prefixes)
-	fmt.Printf("%10s %10s %8s %7s %9s %9s %9s %9s %10s %10s\n", "offered/s", "picks/s", "ok", "errors", "p50(ms)", "p90(ms)", "p99(ms)", "max(ms)", "lag99(ms)", "cpu/pick")
+	_, _, metricsAddr := epp.Addrs()
+	fmt.Printf("%10s %10s %8s %7s %9s %9s %9s %9s %10s %10s %12s\n", "offered/s", "picks/s", "ok", "errors", "p50(ms)", "p90(ms)", "p99(ms)", "max(ms)", "lag99(ms)", "cpu/pick", "srv-p99(ms)")
 	var goal *result
 	for _, rate := range bo.rates {
 		if bo.warmup > 0 {
 			load(clients, bodies, rate, bo.warmup, bo.maxInFlight)
 		}
 		cpuBefore := cpuTime()
+		histBefore, err := pickHistogram(metricsAddr)
+		if err != nil {
+			return err
+		}
 		r := load(clients, bodies, rate, bo.duration, bo.maxInFlight)
 		cpuPerPick := time.Duration(0)
 		if r.ok > 0 {
 			cpuPerPick = (cpuTime() - cpuBefore) / time.Duration(r.ok)
 		}
-		fmt.Printf("%10d %10.0f %8d %7d %9.3f %9.3f %9.3f %9.3f %10.3f %8dus\n",
-			rate, r.achieved, r.ok, r.errors, ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), ms(r.lag99), cpuPerPick.Microseconds())
+		histAfter, err := pickHistogram(metricsAddr)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%10d %10.0f %8d %7d %9.3f %9.3f %9.3f %9.3f %10.3f %8dus %12s\n",
+			rate, r.achieved, r.ok, r.errors, ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), ms(r.lag99),
+			cpuPerPick.Microseconds(), histAfter.sub(histBefore).quantileBound(0.99))
 		if r.firstErr != nil {
 			fmt.Printf("%10s first error: %v\n", "", r.firstErr)
 		}
@@ -191,6 +202,76 @@ func run(bo benchOptions) error {
 		}
 	}
 	return nil
+}
+
+// histogram is the EPP's epp_pick_duration_seconds histogram: cumulative counts by upper bound.
+type histogram struct {
+	bounds []float64
+	counts []float64
+}
+
+// pickHistogram reads the EPP's own measurement of each pick (complete request to decision,
+// inside the server), which client-side contention does not inflate.
+func pickHistogram(metricsAddr string) (histogram, error) {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return histogram{}, err
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return histogram{}, err
+	}
+	var h histogram
+	for _, line := range strings.Split(string(text), "\n") {
+		if !strings.HasPrefix(line, "epp_pick_duration_seconds_bucket{le=\"") {
+			continue
+		}
+		rest := strings.TrimPrefix(line, "epp_pick_duration_seconds_bucket{le=\"")
+		le, count, ok := strings.Cut(rest, "\"} ")
+		if !ok {
+			continue
+		}
+		bound, err1 := strconv.ParseFloat(le, 64)
+		n, err2 := strconv.ParseFloat(strings.TrimSpace(count), 64)
+		if err1 != nil || err2 != nil {
+			return histogram{}, fmt.Errorf("bad histogram line %q", line)
+		}
+		h.bounds = append(h.bounds, bound)
+		h.counts = append(h.counts, n)
+	}
+	if len(h.bounds) == 0 {
+		return histogram{}, fmt.Errorf("no epp_pick_duration_seconds histogram at %s", metricsAddr)
+	}
+	return h, nil
+}
+
+func (h histogram) sub(before histogram) histogram {
+	out := histogram{bounds: h.bounds, counts: make([]float64, len(h.counts))}
+	for i := range h.counts {
+		out.counts[i] = h.counts[i]
+		if i < len(before.counts) {
+			out.counts[i] -= before.counts[i]
+		}
+	}
+	return out
+}
+
+// quantileBound names the histogram bucket holding quantile q, as "<=bound" in ms.
+func (h histogram) quantileBound(q float64) string {
+	total := h.counts[len(h.counts)-1]
+	if total == 0 {
+		return "-"
+	}
+	for i, c := range h.counts {
+		if c >= q*total {
+			if math.IsInf(h.bounds[i], 1) {
+				return fmt.Sprintf(">%g", h.bounds[i-1]*1000)
+			}
+			return fmt.Sprintf("<=%g", h.bounds[i]*1000)
+		}
+	}
+	return "-"
 }
 
 // cpuTime is the user+system CPU time of this process (EPP, fake servers and load generator).

@@ -33,7 +33,7 @@ func New(store *datastore.Store) *Metrics {
 		pickDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "epp_pick_duration_seconds",
 			Help:    "Time from the complete request to the routing decision.",
-			Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3},
+			Buckets: []float64{10e-6, 25e-6, 50e-6, 75e-6, 100e-6, 150e-6, 250e-6, 500e-6, 750e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3},
 		}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "epp_inflight_requests",

@@ -55,6 +55,9 @@ const (
 	DefaultMaxBodyBytes      = 32 << 20
 )
 
+// streamedChunkBytes is the largest body chunk sent back in streamed mode (GIE uses the same).
+const streamedChunkBytes = 62000
+
 // Pool is the endpoint pool as the handler needs it (datastore.Store implements it).
 type Pool interface {
 	Candidates() []*backend.Endpoint
@@ -268,14 +271,20 @@ func (s *Server) decideAndAnswer(ctx context.Context, st *stream, withBody bool)
 		if err := st.send(resp); err != nil {
 			return false, err
 		}
-		// In FULL_DUPLEX_STREAMED the proxy forwards only the body the processor sends back.
-		return false, st.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
-			RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{
-					StreamedResponse: &extprocv3.StreamedBodyResponse{Body: st.body, EndOfStream: true},
+		// In FULL_DUPLEX_STREAMED the proxy forwards only the body the processor sends back. It
+		// goes back in chunks, as GIE does, to stay below the proxy's per-message limits.
+		for off := 0; ; off += streamedChunkBytes {
+			end := min(off+streamedChunkBytes, len(st.body))
+			if err := st.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
+				RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+					BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{
+						StreamedResponse: &extprocv3.StreamedBodyResponse{Body: st.body[off:end], EndOfStream: end == len(st.body)},
+					}},
 				}},
-			}},
-		}})
+			}}); err != nil || end == len(st.body) {
+				return false, err
+			}
+		}
 	default: // buffered: the headers were answered already; mutate them in the body answer.
 		return false, st.send(&extprocv3.ProcessingResponse{
 			Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{

@@ -456,6 +456,36 @@ plugins:
 	}
 }
 
+func TestLargeBodyIsStreamedBackInChunks(t *testing.T) {
+	h := newHarness(t, "", nil, endpoint("10.0.0.1:8000", 0, 0))
+	body := `{"model":"llama","prompt":"` + strings.Repeat("0123456789", 15000) + `"}`
+	s := h.open(t)
+	send(t, s, requestHeaders(false, nil))
+	for off := 0; off < len(body); off += 16384 { // Envoy's chunks
+		end := min(off+16384, len(body))
+		send(t, s, requestBody(body[off:end], end == len(body)))
+	}
+	if hr := recv(t, s).GetRequestHeaders(); setHeaders(hr.GetResponse().GetHeaderMutation())["content-length"] != strconv.Itoa(len(body)) {
+		t.Fatalf("headers answer %v", hr)
+	}
+	var got strings.Builder
+	chunks := 0
+	for {
+		sr := recv(t, s).GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse()
+		if sr == nil || len(sr.GetBody()) > streamedChunkBytes {
+			t.Fatalf("chunk %d: %v", chunks, sr)
+		}
+		got.Write(sr.GetBody())
+		chunks++
+		if sr.GetEndOfStream() {
+			break
+		}
+	}
+	if got.String() != body || chunks != (len(body)+streamedChunkBytes-1)/streamedChunkBytes {
+		t.Fatalf("body came back in %d chunks, %d bytes (sent %d)", chunks, got.Len(), len(body))
+	}
+}
+
 func TestOversizedBodyIs413(t *testing.T) {
 	h := newHarness(t, "", func(o *Options) { o.MaxBodyBytes = 16 }, endpoint("10.0.0.1:8000", 0, 0))
 	s := h.open(t)

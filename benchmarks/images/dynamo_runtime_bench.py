@@ -70,7 +70,12 @@ class Result:
 
 
 def sh(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, text=True, **kwargs)
+    """Run quietly; on failure show what the command printed, then stop."""
+    result = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-5000:])
+        raise SystemExit(f"benchmark: {' '.join(cmd)} failed with exit code {result.returncode}")
+    return result
 
 
 def layer_sizes(image: str) -> dict[str, int]:
@@ -107,7 +112,7 @@ def timed_build(build: callable, image: str) -> Result:
 
 
 def prune_build_cache() -> None:
-    sh([DOCKER, "builder", "prune", "--all", "--force"], stdout=subprocess.DEVNULL)
+    sh([DOCKER, "builder", "prune", "--all", "--force"])
 
 
 class Ours:
@@ -116,7 +121,7 @@ class Ours:
         if cold:
             # pants.toml passes this to pex processes: a new value makes every PEX build a cache miss.
             env["DYNAMO_BENCH_NONCE"] = uuid.uuid4().hex
-        sh(["./pants", "package", OURS_TARGET], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sh(["./pants", "package", OURS_TARGET], cwd=REPO, env=env)
 
     def change_one_line(self, marker: str) -> None:
         path = REPO / CHANGED_FILE
@@ -150,7 +155,7 @@ class Baseline:
         (self.context / "Dockerfile").write_text(BASELINE_DOCKERFILE)
 
     def build(self, cold: bool = False) -> None:
-        sh([DOCKER, "build", "-q", "-t", BASELINE_IMAGE, str(self.context)], env={**os.environ, "DOCKER_BUILDKIT": "1"}, stdout=subprocess.DEVNULL)
+        sh([DOCKER, "build", "-q", "-t", BASELINE_IMAGE, str(self.context)], env={**os.environ, "DOCKER_BUILDKIT": "1"})
 
     def change_one_line(self, marker: str) -> None:
         path = self.context / "src/dynamo_images/launch.py"
@@ -176,7 +181,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dynamo-bench-") as tmp:
         baseline, ours = Baseline(Path(tmp)), Ours()
         print("preparing: base image and the baseline's wheelhouse (not timed)", flush=True)
-        sh(["./pants", "package", "docker/base:runtime"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sh(["./pants", "package", "docker/base:runtime"], cwd=REPO)
         baseline.prepare()
         try:
             for name, builder, image in (("baseline", baseline, BASELINE_IMAGE), ("ours", ours, OURS_IMAGE)):

@@ -1,0 +1,54 @@
+"""docker/dynamo:dev on the real Docker engine: root, developer tools, pytest next to Dynamo, and
+the source tree at /workspace. Every container is removed, also on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import docker
+import pytest
+
+DOCKER_INFO = Path("docker.dynamo/dev.docker-info.json")
+
+PROBE = """
+set -e
+id -u
+command -v git curl jq strace sudo
+python -c 'import dynamo.frontend, dynamo_images.launch, pytest; print("imports-ok")'
+pytest --version
+test -f /workspace/pants.toml && test -f /workspace/src/python/dynamo_images/launch.py && echo workspace-ok
+su dynamo -s /bin/sh -c 'sudo -n id -u'
+"""
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return json.loads(DOCKER_INFO.read_text())["image_id"]
+
+
+def test_dev_image_has_tools_pytest_and_sources(image: str) -> None:
+    client = docker.from_env()
+    container = client.containers.run(image, ["sh", "-c", PROBE], detach=True)
+    try:
+        status = container.wait(timeout=120)["StatusCode"]
+        out = container.logs(stdout=True, stderr=False).decode().splitlines()
+        err = container.logs(stdout=False, stderr=True).decode()
+    finally:
+        container.remove(force=True)
+    assert status == 0, f"stdout: {out}\nstderr: {err}"
+    assert out[0] == "0", "dev runs as root"
+    assert [Path(p).name for p in out[1:6]] == ["git", "curl", "jq", "strace", "sudo"]
+    assert "imports-ok" in out
+    assert any(line.startswith("pytest ") for line in out)
+    assert "workspace-ok" in out
+    assert out[-1] == "0", "user dynamo has passwordless sudo"
+    assert err.startswith("== dynamo-dev ")
+
+
+def test_dev_image_shares_the_runtime_layers(image: str) -> None:
+    client = docker.from_env()
+    runtime = json.loads(Path("docker.dynamo/runtime.docker-info.json").read_text())["image_id"]
+    runtime_layers = client.images.get(runtime).attrs["RootFS"]["Layers"]
+    dev_layers = client.images.get(image).attrs["RootFS"]["Layers"]
+    assert dev_layers[: len(runtime_layers)] == runtime_layers

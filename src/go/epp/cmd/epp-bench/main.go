@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -51,6 +52,7 @@ type benchOptions struct {
 	failOnGoal  bool
 	cpuProfile  string
 	memProfile  string
+	baseline    bool
 }
 
 func main() {
@@ -71,6 +73,7 @@ func main() {
 	flag.BoolVar(&bo.failOnGoal, "fail-on-goal", false, "exit 1 when the goal is missed")
 	flag.StringVar(&bo.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (EPP and load generator) here")
 	flag.StringVar(&bo.memProfile, "memprofile", "", "write an allocation profile of the whole run here")
+	flag.BoolVar(&bo.baseline, "baseline", true, "also measure a do-nothing ext_proc server under the same load: the floor set by gRPC, the load generator and the machine")
 	flag.Parse()
 	for _, r := range strings.Split(rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
@@ -191,6 +194,11 @@ func run(bo benchOptions) error {
 			goal = &rr
 		}
 	}
+	if bo.baseline {
+		if err := runBaseline(bo, bodies); err != nil {
+			return err
+		}
+	}
 	if goal != nil {
 		verdict := "MET"
 		if goal.pct(99) > bo.goalP99 || goal.errors > 0 {
@@ -281,6 +289,69 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runBaseline offers the same load to an ext_proc server that answers every request with a
+// fixed destination without parsing or scheduling anything.
+func runBaseline(bo benchOptions, bodies [][]byte) error {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(srv, echoProcessor{})
+	go srv.Serve(lis)
+	defer srv.Stop()
+	clients := make([]extprocv3.ExternalProcessorClient, bo.conns)
+	for i := range clients {
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		clients[i] = extprocv3.NewExternalProcessorClient(conn)
+	}
+	fmt.Println("baseline: the same load against a do-nothing ext_proc server (gRPC + load generator + machine)")
+	for _, rate := range bo.rates {
+		if bo.warmup > 0 {
+			load(clients, bodies, rate, bo.warmup, bo.maxInFlight)
+		}
+		r := load(clients, bodies, rate, bo.duration, bo.maxInFlight)
+		fmt.Printf("%10d %10.0f %8d %7d %9.3f %9.3f %9.3f %9.3f %10.3f\n",
+			rate, r.achieved, r.ok, r.errors, ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), ms(r.lag99))
+	}
+	return nil
+}
+
+// echoProcessor answers like the EPP in streamed mode, with a fixed destination.
+type echoProcessor struct {
+	extprocv3.UnimplementedExternalProcessorServer
+}
+
+func (echoProcessor) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
+	var body []byte
+	for {
+		req, err := srv.Recv()
+		if err != nil {
+			return nil
+		}
+		b := req.GetRequestBody()
+		if b == nil {
+			continue
+		}
+		body = append(body, b.GetBody()...)
+		if !b.GetEndOfStream() {
+			continue
+		}
+		srv.Send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+			RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+				HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+					{Header: &corev3.HeaderValue{Key: "x-gateway-destination-endpoint", RawValue: []byte("127.0.0.1:1")}}}}}}}})
+		srv.Send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
+			RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{
+					StreamedResponse: &extprocv3.StreamedBodyResponse{Body: body, EndOfStream: true}}}}}}})
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

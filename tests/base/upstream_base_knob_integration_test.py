@@ -1,0 +1,89 @@
+"""The DYNAMO_BASE_IMAGE knob of docker/base:runtime, on the real Docker engine.
+
+Builds docker/base/Dockerfile's runtime stage the way Pants does (BuildKit, --build-arg
+DYNAMO_BASE_IMAGE=...) on two stand-in "upstream" images made from our Debian base: one with
+everything the base needs, one without etcd and nats-server, which must fail with a clear message.
+Every image and container made here is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+DEBIAN_INFO = Path("docker.base/debian.docker-info.json")
+DOCKER = shutil.which("docker", path="/usr/bin") or "docker"
+
+
+@pytest.fixture(scope="module")
+def client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+@pytest.fixture
+def tags(client: docker.DockerClient) -> Iterator[list[str]]:
+    made: list[str] = []
+    yield made
+    for tag in made:
+        try:
+            client.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass  # a build that failed tagged nothing
+
+
+def upstream_image(client: docker.DockerClient, tags: list[str], remove: str = "") -> str:
+    """A local image standing in for an upstream base (no registry is reachable)."""
+    debian = json.loads(DEBIAN_INFO.read_text())["image_id"]
+    tag = f"dynamo-images-test/upstream:{uuid.uuid4().hex[:8]}"
+    script = f"for t in {remove}; do rm -f $(command -v $t); done" if remove else "true"
+    container = client.containers.run(debian, ["sh", "-c", script], detach=True)
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 0
+        container.commit(*tag.split(":"))
+    finally:
+        container.remove(force=True)
+    tags.append(tag)
+    return tag
+
+
+def build_runtime_on(base: str, tags: list[str]) -> subprocess.CompletedProcess:
+    tag = f"dynamo-images-test/base-on-upstream:{uuid.uuid4().hex[:8]}"
+    tags.append(tag)
+    return subprocess.run(
+        [
+            DOCKER,
+            "build",
+            "--target",
+            "runtime",
+            "--build-arg",
+            f"DYNAMO_BASE_IMAGE={base}",
+            "-t",
+            tag,
+            "-f",
+            "docker/base/Dockerfile",
+            ".",
+        ],
+        env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_base_builds_on_an_upstream_image_that_has_what_it_needs(client, tags) -> None:
+    result = build_runtime_on(upstream_image(client, tags), tags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = client.containers.run(tags[-1], ["id", "-un"], remove=True, stderr=False).decode().strip()
+    assert out == "dynamo"
+
+
+def test_upstream_image_without_etcd_and_nats_is_refused_by_name(client, tags) -> None:
+    result = build_runtime_on(upstream_image(client, tags, remove="etcd nats-server"), tags)
+    assert result.returncode != 0
+    assert "DYNAMO_BASE_IMAGE lacks: nats-server etcd" in result.stderr

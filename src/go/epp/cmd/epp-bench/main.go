@@ -163,7 +163,19 @@ func run(bo benchOptions) error {
 	fmt.Printf("epp-bench: %d fake endpoints, %d gRPC conns, GOMAXPROCS=%d, %s per rate (+%s warm-up), ~%d-byte prompts, %d shared prefixes\n",
 		bo.endpoints, bo.conns, runtime.GOMAXPROCS(0), bo.duration, bo.warmup, bo.promptBytes, bo.prefixes)
 	_, _, metricsAddr := epp.Addrs()
-	fmt.Printf("%10s %10s %8s %7s %9s %9s %9s %9s %10s %10s %12s\n", "offered/s", "picks/s", "ok", "errors", "p50(ms)", "p90(ms)", "p99(ms)", "max(ms)", "lag99(ms)", "cpu/pick", "srv-p99(ms)")
+	var floorClients []extprocv3.ExternalProcessorClient
+	if bo.baseline {
+		var stop func()
+		floorClients, stop, err = startBaseline(bo.conns)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Println("server \"epp\" is the endpoint picker; \"floor\" is a do-nothing ext_proc server under the same load right after it:\n" +
+			"the latency the gRPC transport, the load generator and this machine add anyway.")
+	}
+	fmt.Printf("%-6s %9s %8s %7s %6s %8s %8s %8s %8s %9s %9s %11s\n",
+		"server", "offered/s", "picks/s", "ok", "errors", "p50(ms)", "p90(ms)", "p99(ms)", "max(ms)", "lag99(ms)", "cpu/pick", "srv-p99(ms)")
 	var goal *result
 	for _, rate := range bo.rates {
 		if bo.warmup > 0 {
@@ -183,20 +195,22 @@ func run(bo benchOptions) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%10d %10.0f %8d %7d %9.3f %9.3f %9.3f %9.3f %10.3f %8dus %12s\n",
-			rate, r.achieved, r.ok, r.errors, ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), ms(r.lag99),
-			cpuPerPick.Microseconds(), histAfter.sub(histBefore).quantileBound(0.99))
-		if r.firstErr != nil {
-			fmt.Printf("%10s first error: %v\n", "", r.firstErr)
-		}
+		printRow("epp", rate, r, fmt.Sprintf("%dus", cpuPerPick.Microseconds()), histAfter.sub(histBefore).quantileBound(0.99))
 		if rate == bo.goalRate {
 			rr := r
 			goal = &rr
 		}
-	}
-	if bo.baseline {
-		if err := runBaseline(bo, bodies); err != nil {
-			return err
+		if floorClients != nil {
+			if bo.warmup > 0 {
+				load(floorClients, bodies, rate, bo.warmup, bo.maxInFlight)
+			}
+			cpuBefore := cpuTime()
+			f := load(floorClients, bodies, rate, bo.duration, bo.maxInFlight)
+			cpuPerPick := time.Duration(0)
+			if f.ok > 0 {
+				cpuPerPick = (cpuTime() - cpuBefore) / time.Duration(f.ok)
+			}
+			printRow("floor", rate, f, fmt.Sprintf("%dus", cpuPerPick.Microseconds()), "")
 		}
 	}
 	if goal != nil {
@@ -291,36 +305,41 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// runBaseline offers the same load to an ext_proc server that answers every request with a
-// fixed destination without parsing or scheduling anything.
-func runBaseline(bo benchOptions, bodies [][]byte) error {
+// startBaseline serves an ext_proc server that answers every request with a fixed destination
+// without parsing or scheduling anything, and returns clients for it.
+func startBaseline(conns int) ([]extprocv3.ExternalProcessorClient, func(), error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	srv := grpc.NewServer()
 	extprocv3.RegisterExternalProcessorServer(srv, echoProcessor{})
 	go srv.Serve(lis)
-	defer srv.Stop()
-	clients := make([]extprocv3.ExternalProcessorClient, bo.conns)
+	var closers []func() error
+	clients := make([]extprocv3.ExternalProcessorClient, conns)
 	for i := range clients {
 		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return err
+			srv.Stop()
+			return nil, nil, err
 		}
-		defer conn.Close()
+		closers = append(closers, conn.Close)
 		clients[i] = extprocv3.NewExternalProcessorClient(conn)
 	}
-	fmt.Println("baseline: the same load against a do-nothing ext_proc server (gRPC + load generator + machine)")
-	for _, rate := range bo.rates {
-		if bo.warmup > 0 {
-			load(clients, bodies, rate, bo.warmup, bo.maxInFlight)
+	return clients, func() {
+		for _, c := range closers {
+			c()
 		}
-		r := load(clients, bodies, rate, bo.duration, bo.maxInFlight)
-		fmt.Printf("%10d %10.0f %8d %7d %9.3f %9.3f %9.3f %9.3f %10.3f\n",
-			rate, r.achieved, r.ok, r.errors, ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), ms(r.lag99))
+		srv.Stop()
+	}, nil
+}
+
+func printRow(server string, rate int, r result, cpu, srvP99 string) {
+	fmt.Printf("%-6s %9d %8.0f %7d %6d %8.3f %8.3f %8.3f %8.3f %9.3f %9s %11s\n",
+		server, rate, r.achieved, r.ok, r.errors, ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), ms(r.lag99), cpu, srvP99)
+	if r.firstErr != nil {
+		fmt.Printf("%-6s first error: %v\n", "", r.firstErr)
 	}
-	return nil
 }
 
 // echoProcessor answers like the EPP in streamed mode, with a fixed destination.

@@ -8,13 +8,16 @@ Side by side in one run, on the same base image (dynamo-images/base:runtime):
 Scenarios: cold (no Docker build cache, PEXes rebuilt), no-op rebuild, one-line first-party change.
 Prints wall seconds, the ratio baseline/ours, and the bytes of new image layers per scenario.
 
-Run from the repo root, as root, with the Docker engine up: python3 benchmarks/images/dynamo_runtime_bench.py
-It prunes Docker's build cache (not images) for the cold runs and removes the baseline image at the end.
+Run from the repo root, as root, with the Docker engine up:
+    python3 benchmarks/images/dynamo_runtime_bench.py
+It prunes Docker's build cache (not images) for the cold runs and removes the baseline image at
+the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -24,6 +27,7 @@ import tarfile
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +75,9 @@ class Result:
 
 def sh(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run quietly; on failure show what the command printed, then stop."""
-    result = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    result = subprocess.run(
+        cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs
+    )
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-5000:])
         raise SystemExit(f"benchmark: {' '.join(cmd)} failed with exit code {result.returncode}")
@@ -94,15 +100,22 @@ def layer_sizes(image: str) -> dict[str, int]:
                     configs[member.name] = json.load(tar.extractfile(member))
     entry = manifest[0]
     diff_ids = configs[entry["Config"]]["rootfs"]["diff_ids"]
-    return {diff_id: sizes.get(layer, 0) for diff_id, layer in zip(diff_ids, entry["Layers"])}
+    return {
+        diff_id: sizes.get(layer, 0)
+        for diff_id, layer in zip(diff_ids, entry["Layers"], strict=True)
+    }
 
 
 def image_layers(image: str) -> list[str]:
-    out = subprocess.run([DOCKER, "image", "inspect", "-f", "{{json .RootFS.Layers}}", image], text=True, capture_output=True)
+    out = subprocess.run(
+        [DOCKER, "image", "inspect", "-f", "{{json .RootFS.Layers}}", image],
+        text=True,
+        capture_output=True,
+    )
     return json.loads(out.stdout) if out.returncode == 0 else []
 
 
-def timed_build(build: callable, image: str) -> Result:
+def timed_build(build: Callable[[], None], image: str) -> Result:
     before = set(image_layers(image))
     start = time.monotonic()
     build()
@@ -119,7 +132,7 @@ class Ours:
     def build(self, cold: bool = False) -> None:
         env = dict(os.environ)
         if cold:
-            # pants.toml passes this to pex processes: a new value makes every PEX build a cache miss.
+            # pants.toml passes this to pex processes: a new value makes each PEX build miss.
             env["DYNAMO_BENCH_NONCE"] = uuid.uuid4().hex
         sh(["./pants", "package", OURS_TARGET], cwd=REPO, env=env)
 
@@ -136,15 +149,35 @@ class Baseline:
         """Wheelhouse of every locked wheel (plus pip and the build backend) and the source tree."""
         wheelhouse = self.context / "wheelhouse"
         wheelhouse.mkdir(parents=True)
-        body = "\n".join(line for line in LOCK.read_text().splitlines() if not line.startswith("//"))
-        pins = [f"{r['project_name']}=={r['version']}" for r in json.loads(body)["locked_resolves"][0]["locked_requirements"]]
+        body = "\n".join(
+            line for line in LOCK.read_text().splitlines() if not line.startswith("//")
+        )
+        pins = [
+            f"{r['project_name']}=={r['version']}"
+            for r in json.loads(body)["locked_resolves"][0]["locked_requirements"]
+        ]
         reqs = self.context / "requirements.txt"
         reqs.write_text("\n".join([*pins, "pip==23.1.2", "setuptools", "wheel"]) + "\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         env["PIP_CONFIG_FILE"] = os.devnull
         sh(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-             "--find-links", str(LOCAL_WHEELS), "-d", str(wheelhouse), "-r", str(reqs)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--find-links",
+                str(LOCAL_WHEELS),
+                "-d",
+                str(wheelhouse),
+                "-r",
+                str(reqs),
+            ],
             env=env,
         )
         src = self.context / "src"
@@ -155,7 +188,10 @@ class Baseline:
         (self.context / "Dockerfile").write_text(BASELINE_DOCKERFILE)
 
     def build(self, cold: bool = False) -> None:
-        sh([DOCKER, "build", "-q", "-t", BASELINE_IMAGE, str(self.context)], env={**os.environ, "DOCKER_BUILDKIT": "1"})
+        sh(
+            [DOCKER, "build", "-q", "-t", BASELINE_IMAGE, str(self.context)],
+            env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        )
 
     def change_one_line(self, marker: str) -> None:
         path = self.context / "src/dynamo_images/launch.py"
@@ -172,7 +208,9 @@ def fmt_bytes(n: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep-baseline", action="store_true", help="keep the baseline image afterwards")
+    parser.add_argument(
+        "--keep-baseline", action="store_true", help="keep the baseline image afterwards"
+    )
     args = parser.parse_args()
 
     changed = REPO / CHANGED_FILE
@@ -184,10 +222,15 @@ def main() -> int:
         sh(["./pants", "package", "docker/base:runtime"], cwd=REPO)
         baseline.prepare()
         try:
-            for name, builder, image in (("baseline", baseline, BASELINE_IMAGE), ("ours", ours, OURS_IMAGE)):
+            for name, builder, image in (
+                ("baseline", baseline, BASELINE_IMAGE),
+                ("ours", ours, OURS_IMAGE),
+            ):
                 print(f"{name}: cold", flush=True)
                 prune_build_cache()
-                results[name]["cold"] = timed_build(lambda: builder.build(cold=True), image)
+                results[name]["cold"] = timed_build(
+                    functools.partial(builder.build, cold=True), image
+                )
                 print(f"{name}: no-op", flush=True)
                 results[name]["no-op"] = timed_build(builder.build, image)
                 print(f"{name}: one-line change", flush=True)
@@ -201,7 +244,10 @@ def main() -> int:
     ours.build()
 
     print()
-    print(f"{'scenario':<17} {'baseline s':>10} {'ours s':>8} {'baseline/ours':>13} {'baseline new layers':>20} {'ours new layers':>16}")
+    print(
+        f"{'scenario':<17} {'baseline s':>10} {'ours s':>8} {'baseline/ours':>13}"
+        f" {'baseline new layers':>20} {'ours new layers':>16}"
+    )
     for scenario in ("cold", "no-op", "one-line change"):
         b, o = results["baseline"][scenario], results["ours"][scenario]
         print(

@@ -20,6 +20,7 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import ImageNotFound
+
 from dynamo_images.cli.main import main
 
 # A target whose image no test environment builds for real; its latest tag is saved and put back.

@@ -22,6 +22,7 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import ImageNotFound
+
 from dynamo_images.cli.main import main
 
 IMAGE = "dynamo:latest-dynamo-runtime"

@@ -17,7 +17,8 @@ id -u
 command -v git curl jq strace sudo
 python -c 'import dynamo.frontend, dynamo_images.launch, pytest; print("imports-ok")'
 pytest --version
-test -f /workspace/pants.toml && test -f /workspace/src/python/dynamo_images/launch.py && echo workspace-ok
+test -f /workspace/pants.toml && test -f /workspace/src/python/dynamo_images/launch.py \
+  && echo workspace-ok
 su dynamo -s /bin/sh -c 'sudo -n id -u'
 """
 

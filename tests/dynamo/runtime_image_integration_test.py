@@ -19,8 +19,9 @@ import docker
 import pytest
 import requests
 from docker.models.containers import Container
-from dynamo_images.tiny_model import write_tiny_model
 from tokenizers import Tokenizer
+
+from dynamo_images.tiny_model import write_tiny_model
 
 DOCKER_INFO = Path("docker.dynamo/runtime.docker-info.json")
 MODEL_NAME = "tiny-mocker"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
+
 from dynamo_images.cli import images
 from dynamo_images.cli.engine import connect, one_line
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from dynamo_images.cli import build
 from dynamo_images.cli.conftest import Checkout, dry_build_steps, run_cli, usage_error
 

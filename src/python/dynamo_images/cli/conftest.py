@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from dynamo_images.cli.build import STEP_SEPARATOR
 from dynamo_images.cli.main import main
 

@@ -6,6 +6,7 @@ import os
 
 import docker
 from docker.errors import DockerException
+
 from dynamo_images.cli.errors import EnvironmentProblem
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dynamo_images.cli import images
 from dynamo_images.cli.errors import UsageError
 

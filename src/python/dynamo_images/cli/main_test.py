@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from dynamo_images.cli.conftest import Checkout, usage_error
 
 

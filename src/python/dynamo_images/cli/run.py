@@ -24,6 +24,7 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Ulimit
 from docker.utils import parse_repository_tag
+
 from dynamo_images.cli import images
 from dynamo_images.cli.engine import connect, one_line
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from docker.types import DeviceRequest, Ulimit
+
 from dynamo_images.cli import run
 from dynamo_images.cli.conftest import Checkout, dry_run_argv, run_cli, usage_error
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError

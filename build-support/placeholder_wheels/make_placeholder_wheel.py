@@ -35,7 +35,10 @@ def placeholder_wheel(name: str, version: str, out_dir: Path, reason: str) -> Pa
             f"Version: {version}\n"
             f"Summary: Placeholder for {name} {version} (no modules): {reason}\n"
         ).encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: dynamo-images placeholder\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: dynamo-images placeholder\n"
+            b"Root-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()

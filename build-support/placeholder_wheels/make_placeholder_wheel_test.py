@@ -19,4 +19,3 @@ def test_wheel_is_reproducible_and_declares_only_metadata(tmp_path: Path) -> Non
     ]
     assert "Name: aisimulate\nVersion: 0.13.0\n" in metadata
     assert "Requires-Dist" not in metadata
-

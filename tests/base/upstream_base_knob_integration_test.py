@@ -40,7 +40,8 @@ def tags(client: docker.DockerClient) -> Iterator[list[str]]:
 
 def upstream_image(client: docker.DockerClient, tags: list[str], remove: str = "") -> str:
     """A local image standing in for an upstream base (no registry is reachable)."""
-    debian = json.loads(DEBIAN_INFO.read_text())["image_id"]
+    info = json.loads(DEBIAN_INFO.read_text())
+    debian = info["registries"][0]["tags"][0]["name"]  # the tag Pants applied, e.g. ...:debian
     tag = f"dynamo-images-test/upstream:{uuid.uuid4().hex[:8]}"
     script = f"for t in {remove}; do rm -f $(command -v $t); done" if remove else "true"
     container = client.containers.run(debian, ["sh", "-c", script], detach=True)

@@ -14,7 +14,7 @@ DOCKER_INFO = Path("docker.dynamo/dev.docker-info.json")
 PROBE = """
 set -e
 id -u
-command -v git curl jq strace sudo
+for tool in git curl jq strace sudo; do command -v $tool; done
 python -c 'import dynamo.frontend, dynamo_images.launch, pytest; print("imports-ok")'
 pytest --version
 test -f /workspace/pants.toml && test -f /workspace/src/python/dynamo_images/launch.py \

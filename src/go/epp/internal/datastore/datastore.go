@@ -5,6 +5,7 @@ package datastore
 import (
 	"context"
 	"log/slog"
+	"math/rand"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -136,6 +137,15 @@ func (s *Store) SetSource(source string, infos []backend.EndpointInfo) {
 
 func (s *Store) scrapeLoop(ctx context.Context, e *entry) {
 	defer s.wg.Done()
+	// Scrape at once (a new endpoint becomes ready fast), then at a random phase: endpoints
+	// added together must not all be scraped in the same instant, every interval, which makes
+	// a CPU burst that delays picks.
+	s.scrapeOnce(ctx, e)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(time.Duration(rand.Int63n(int64(s.opts.RefreshInterval)))):
+	}
 	ticker := time.NewTicker(s.opts.RefreshInterval)
 	defer ticker.Stop()
 	for {

@@ -151,9 +151,11 @@ func TestSetSourceReconcilesAndNotifiesRemoval(t *testing.T) {
 	if !reflect.DeepEqual(removed, []string{"b"}) {
 		t.Fatalf("removed = %v", removed)
 	}
-	// The scrape loop of b stopped.
+	// The scrape loop of b stopped (a scrape already under way when b was removed may still
+	// finish, so count after it had time to).
+	time.Sleep(20 * time.Millisecond)
 	n := f.callCount("u/b")
-	time.Sleep(30 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
 	if f.callCount("u/b") != n {
 		t.Fatal("b is still scraped after removal")
 	}

@@ -8,7 +8,6 @@ Every image and container made here is removed.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import uuid
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from built_images import built_image
 
 DEBIAN_INFO = Path("docker.base/debian.docker-info.json")
 DOCKER = shutil.which("docker", path="/usr/bin") or "docker"
@@ -40,8 +40,7 @@ def tags(client: docker.DockerClient) -> Iterator[list[str]]:
 
 def upstream_image(client: docker.DockerClient, tags: list[str], remove: str = "") -> str:
     """A local image standing in for an upstream base (no registry is reachable)."""
-    info = json.loads(DEBIAN_INFO.read_text())
-    debian = info["registries"][0]["tags"][0]["name"]  # the tag Pants applied, e.g. ...:debian
+    debian = built_image(DEBIAN_INFO)
     tag = f"dynamo-images-test/upstream:{uuid.uuid4().hex[:8]}"
     script = f"for t in {remove}; do rm -f $(command -v $t); done" if remove else "true"
     container = client.containers.run(debian, ["sh", "-c", script], detach=True)

@@ -3,11 +3,11 @@ the source tree at /workspace. Every container is removed, also on failure."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import docker
 import pytest
+from built_images import built_image
 
 DOCKER_INFO = Path("docker.dynamo/dev.docker-info.json")
 
@@ -25,7 +25,7 @@ su dynamo -s /bin/sh -c 'sudo -n id -u'
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    return json.loads(DOCKER_INFO.read_text())["image_id"]
+    return built_image(DOCKER_INFO)
 
 
 def test_dev_image_has_tools_pytest_and_sources(image: str) -> None:
@@ -49,7 +49,7 @@ def test_dev_image_has_tools_pytest_and_sources(image: str) -> None:
 
 def test_dev_image_shares_the_runtime_layers(image: str) -> None:
     client = docker.from_env()
-    runtime = json.loads(Path("docker.dynamo/runtime.docker-info.json").read_text())["image_id"]
+    runtime = built_image("docker.dynamo/runtime.docker-info.json")
     runtime_layers = client.images.get(runtime).attrs["RootFS"]["Layers"]
     dev_layers = client.images.get(image).attrs["RootFS"]["Layers"]
     assert dev_layers[: len(runtime_layers)] == runtime_layers

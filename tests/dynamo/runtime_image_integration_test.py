@@ -18,6 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 import requests
+from built_images import built_image
 from docker.models.containers import Container
 from tokenizers import Tokenizer
 
@@ -65,8 +66,7 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    info = json.loads(DOCKER_INFO.read_text())
-    return info["image_id"]
+    return built_image(DOCKER_INFO)
 
 
 @pytest.fixture(scope="module")

@@ -315,7 +315,7 @@ class Bench:
             ("Go code of the endpoint picker", "src/go/epp/internal/config/config.go", "// x\n"),
         ]
         rc = 0
-        since = ["--changed-since=HEAD~1", "--changed-dependees=transitive"]
+        since = ["--changed-since=HEAD~1", "--changed-dependents=transitive"]
         for label, changed_file, text in cases:
             # Appended blank or comment lines: a change of content that leaves the file valid.
             with open(repo / changed_file, "a") as f:

@@ -1,7 +1,7 @@
 """The DYNAMO_BASE_IMAGE knob of docker/base:runtime, on the real Docker engine.
 
 Builds docker/base/Dockerfile's runtime stage the way Pants does (BuildKit, --build-arg
-DYNAMO_BASE_IMAGE=...) on two stand-in "upstream" images made from our Debian base: one with
+DYNAMO_BASE_IMAGE=...) on two stand-in "upstream" images made from its Debian stage: one with
 everything the base needs, one without etcd and nats-server, which must fail with a clear message.
 Every image and container made here is removed.
 """
@@ -16,15 +16,32 @@ from pathlib import Path
 
 import docker
 import pytest
-from built_images import built_image
 
-DEBIAN_INFO = Path("docker.base/debian.docker-info.json")
 DOCKER = shutil.which("docker", path="/usr/bin") or "docker"
 
 
 @pytest.fixture(scope="module")
 def client() -> docker.DockerClient:
     return docker.from_env()
+
+
+def docker_build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DOCKER, "build", *args, "-f", "docker/base/Dockerfile", "."],
+        env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def debian(client: docker.DockerClient) -> Iterator[str]:
+    """The Dockerfile's Debian stage (docker/base:runtime-rootfs is in this test's sandbox)."""
+    tag = f"dynamo-images-test/debian:{uuid.uuid4().hex[:8]}"
+    result = docker_build("--target", "debian-rootfs", "-t", tag)
+    assert result.returncode == 0, result.stderr[-3000:]
+    yield tag
+    client.images.remove(tag, force=True)
 
 
 @pytest.fixture
@@ -38,9 +55,10 @@ def tags(client: docker.DockerClient) -> Iterator[list[str]]:
             pass  # a build that failed tagged nothing
 
 
-def upstream_image(client: docker.DockerClient, tags: list[str], remove: str = "") -> str:
+def upstream_image(
+    client: docker.DockerClient, debian: str, tags: list[str], remove: str = ""
+) -> str:
     """A local image standing in for an upstream base (no registry is reachable)."""
-    debian = built_image(DEBIAN_INFO)
     tag = f"dynamo-images-test/upstream:{uuid.uuid4().hex[:8]}"
     script = f"for t in {remove}; do rm -f $(command -v $t); done" if remove else "true"
     container = client.containers.run(debian, ["sh", "-c", script], detach=True)
@@ -56,34 +74,17 @@ def upstream_image(client: docker.DockerClient, tags: list[str], remove: str = "
 def build_runtime_on(base: str, tags: list[str]) -> subprocess.CompletedProcess:
     tag = f"dynamo-images-test/base-on-upstream:{uuid.uuid4().hex[:8]}"
     tags.append(tag)
-    return subprocess.run(
-        [
-            DOCKER,
-            "build",
-            "--target",
-            "runtime",
-            "--build-arg",
-            f"DYNAMO_BASE_IMAGE={base}",
-            "-t",
-            tag,
-            "-f",
-            "docker/base/Dockerfile",
-            ".",
-        ],
-        env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-    )
+    return docker_build("--target", "runtime", "--build-arg", f"DYNAMO_BASE_IMAGE={base}", "-t", tag)
 
 
-def test_base_builds_on_an_upstream_image_that_has_what_it_needs(client, tags) -> None:
-    result = build_runtime_on(upstream_image(client, tags), tags)
+def test_base_builds_on_an_upstream_image_that_has_what_it_needs(client, debian, tags) -> None:
+    result = build_runtime_on(upstream_image(client, debian, tags), tags)
     assert result.returncode == 0, result.stderr[-3000:]
     out = client.containers.run(tags[-1], ["id", "-un"], remove=True, stderr=False).decode().strip()
     assert out == "dynamo"
 
 
-def test_upstream_image_without_etcd_and_nats_is_refused_by_name(client, tags) -> None:
-    result = build_runtime_on(upstream_image(client, tags, remove="etcd nats-server"), tags)
+def test_upstream_image_without_etcd_and_nats_is_refused_by_name(client, debian, tags) -> None:
+    result = build_runtime_on(upstream_image(client, debian, tags, remove="etcd nats-server"), tags)
     assert result.returncode != 0
     assert "DYNAMO_BASE_IMAGE lacks: nats-server etcd" in result.stderr

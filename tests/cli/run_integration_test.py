@@ -106,6 +106,22 @@ def shared_dir(path: Path) -> Path:
     return path
 
 
+def isolated(container_name: str) -> list[str]:
+    """`run` flags for a named test container with no GPUs, network or Hugging Face mount."""
+    return [
+        "--image",
+        IMAGE,
+        "--name",
+        container_name,
+        "--gpus",
+        "none",
+        "--network",
+        "none",
+        "--hf-cache",
+        "none",
+    ]
+
+
 def test_run_applies_mounts_env_user_shm_and_ulimits(
     engine: docker.DockerClient,
     container_name: str,
@@ -207,16 +223,7 @@ def test_exit_code_is_passed_through_and_the_container_removed(
     exit_code = main(
         [
             "run",
-            "--image",
-            IMAGE,
-            "--name",
-            container_name,
-            "--gpus",
-            "none",
-            "--network",
-            "none",
-            "--hf-cache",
-            "none",
+            *isolated(container_name),
             *IN_REACH_ULIMITS,
             "--",
             "sh",
@@ -236,16 +243,7 @@ def test_rm_false_keeps_the_container(
     exit_code = main(
         [
             "run",
-            "--image",
-            IMAGE,
-            "--name",
-            container_name,
-            "--gpus",
-            "none",
-            "--network",
-            "none",
-            "--hf-cache",
-            "none",
+            *isolated(container_name),
             "--rm",
             "false",
             *IN_REACH_ULIMITS,
@@ -276,16 +274,7 @@ def test_fixed_ulimits_are_applied_or_clearly_refused(
     exit_code = main(
         [
             "run",
-            "--image",
-            IMAGE,
-            "--name",
-            container_name,
-            "--gpus",
-            "none",
-            "--network",
-            "none",
-            "--hf-cache",
-            "none",
+            *isolated(container_name),
             "--",
             "sh",
             "-c",
@@ -313,16 +302,7 @@ def test_interactive_terminal(engine: docker.DockerClient, container_name: str) 
     argv = [
         "run",
         "-it",
-        "--image",
-        IMAGE,
-        "--name",
-        container_name,
-        "--gpus",
-        "none",
-        "--network",
-        "none",
-        "--hf-cache",
-        "none",
+        *isolated(container_name),
         *IN_REACH_ULIMITS,
         "--",
         "sh",

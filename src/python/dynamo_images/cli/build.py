@@ -26,7 +26,7 @@ from docker.utils import parse_repository_tag
 from dynamo_images.cli import images
 from dynamo_images.cli.engine import connect, one_line
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
-from dynamo_images.cli.run import non_empty
+from dynamo_images.cli.run import add_framework_argument, non_empty
 from dynamo_images.cli.workspace import find_repo_root
 
 PANTS_LAUNCHER = "./pants"
@@ -155,11 +155,7 @@ def host_platform() -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--framework",
-        type=non_empty,
-        help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})",
-    )
+    add_framework_argument(parser)
     parser.add_argument(
         "--target",
         type=non_empty,

@@ -93,17 +93,37 @@ def non_empty(value: str) -> str:
     return value
 
 
+# Options that may be given many times, each adding one value: flags, dest, metavar, help.
+REPEATABLE_OPTIONS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (("-v",), "volumes", "SRC:DST[:OPTS]", "add a volume mount"),
+    (("-p", "--port"), "ports", "[IP:]HOST:CONTAINER[/PROTO]", "publish a port"),
+    (("-e",), "env", "NAME[=VALUE]", "set an environment variable"),
+    (
+        ("--ulimit",),
+        "ulimits",
+        "NAME=SOFT[:HARD]",
+        "replace a fixed ulimit (memlock=-1, stack=67108864, nofile=65536:65536) or add one; "
+        "for engines that may not raise limits that far",
+    ),
+)
+
+
+def add_framework_argument(parser: argparse.ArgumentParser) -> None:
+    """--framework, as `run` and `build` both take it."""
+    parser.add_argument(
+        "--framework",
+        type=non_empty,
+        help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image",
         type=non_empty,
         help="image to run (default: dynamo:latest-<framework>-<target>)",
     )
-    parser.add_argument(
-        "--framework",
-        type=non_empty,
-        help=f"one of {images.accepted_frameworks()} (default: {images.DEFAULT_FRAMEWORK})",
-    )
+    add_framework_argument(parser)
     parser.add_argument(
         "--target",
         type=non_empty,
@@ -153,45 +173,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TRUE|FALSE",
         help="remove the container when it exits (default: true)",
     )
-    parser.add_argument(
-        "-v",
-        dest="volumes",
-        action="append",
-        default=[],
-        type=non_empty,
-        metavar="SRC:DST[:OPTS]",
-        help="add a volume mount (repeatable)",
-    )
-    parser.add_argument(
-        "-p",
-        "--port",
-        dest="ports",
-        action="append",
-        default=[],
-        type=non_empty,
-        metavar="[IP:]HOST:CONTAINER[/PROTO]",
-        help="publish a port (repeatable)",
-    )
-    parser.add_argument(
-        "-e",
-        dest="env",
-        action="append",
-        default=[],
-        type=non_empty,
-        metavar="NAME[=VALUE]",
-        help="set an environment variable (repeatable)",
-    )
-    parser.add_argument(
-        "--ulimit",
-        dest="ulimits",
-        action="append",
-        default=[],
-        type=non_empty,
-        metavar="NAME=SOFT[:HARD]",
-        help="replace a fixed ulimit (memlock=-1, stack=67108864, nofile=65536:65536) "
-        "or add one (repeatable); "
-        "for engines that may not raise limits that far",
-    )
+    for flags, dest, metavar, help_text in REPEATABLE_OPTIONS:
+        parser.add_argument(
+            *flags,
+            dest=dest,
+            action="append",
+            default=[],
+            type=non_empty,
+            metavar=metavar,
+            help=f"{help_text} (repeatable)",
+        )
     parser.add_argument(
         "-it",
         dest="interactive",

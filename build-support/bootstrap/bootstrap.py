@@ -125,22 +125,51 @@ def create_venv(venv: Path) -> None:
     except BaseException:
         shutil.rmtree(venv, ignore_errors=True)  # never leave a half-made venv behind
         raise
-    install_native_client(venv)
     # The launcher treats the venv as usable only once this marker exists.
     (venv / ".ready").write_text(interpreter + "\n")
+    install_entry_points(venv)
 
 
-def install_native_client(venv: Path) -> None:
-    """Puts the Rust client the Pants wheel ships (without its exec bit) at bin/pants-client.
+ENTRY_POINTS_VERSION = "1"  # bump to rewrite the entry points of existing venvs
 
-    It talks to a running pantsd in ~0.2 s where the Python client spends ~1.5 s importing and
-    bootstrapping options, and it execs `_PANTS_SERVER_EXE` (bin/pants) when no matching pantsd
-    runs: the same thing scie-pants does.
+
+def install_entry_points(venv: Path) -> None:
+    """Writes the two programs the launcher runs: bin/pants-client and bin/pants-server.
+
+    pants-client is the Rust client the Pants wheel ships (without its exec bit): it talks to a
+    running pantsd in ~0.2 s where the Python client spends ~1.5 s importing and bootstrapping
+    options, and execs `_PANTS_SERVER_EXE` (pants-server) when no matching pantsd runs, as
+    scie-pants does.
+
+    pants-server runs Pants on the venv's base interpreter with the venv's packages. Pants 2.17
+    runs the pex CLI with its own `sys.executable`, and pex re-executes itself out of any venv
+    interpreter before doing anything: ~1 s more for every PEX that Pants builds or runs.
     """
     (native,) = venv.glob("lib/python3.*/site-packages/pants/bin/native_client")
     client = venv / "bin" / "pants-client"
     shutil.copyfile(native, client)
     client.chmod(0o755)
+
+    (site_packages,) = venv.glob("lib/python3.*/site-packages")
+    base = (venv / "bin" / "python3").resolve()  # the venv's python links to its base
+    server = venv / "bin" / "pants-server"
+    server.write_text(
+        f"""#!{base}
+# Pants on the base interpreter of {venv}, with that venv's packages only (see bootstrap.py).
+# pantsd is spawned as `sys.executable + sys.argv`, so it runs this script too.
+import site
+import sys
+
+sys.path[:] = [p for p in sys.path if not p.endswith("site-packages")]
+site.addsitedir({str(site_packages)!r})
+
+from pants.bin.pants_loader import main
+
+sys.exit(main())
+"""
+    )
+    server.chmod(0o755)
+    (venv / ".entry-points").write_text(ENTRY_POINTS_VERSION + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +351,7 @@ def main() -> int:
     venv_cmd.add_argument("path", type=Path)
     tools_cmd = sub.add_parser("tools")
     tools_cmd.add_argument("tools_dir", type=Path)
-    client_cmd = sub.add_parser("native-client")
+    client_cmd = sub.add_parser("entry-points")
     client_cmd.add_argument("venv", type=Path)
     env_cmd = sub.add_parser("build-env")
     env_cmd.add_argument("lock_dir", type=Path)
@@ -330,8 +359,8 @@ def main() -> int:
     try:
         if args.phase == "venv":
             create_venv(args.path)
-        elif args.phase == "native-client":
-            install_native_client(args.venv)
+        elif args.phase == "entry-points":
+            install_entry_points(args.venv)
         elif args.phase == "build-env":
             print("\n".join(f"export {line}" for line in build_env(args.lock_dir)))
         else:

@@ -10,8 +10,8 @@ _stable=${DYNAMO_CI_STABLE_ROOT:-/opt/dynamo-images}
 export PANTS_CONFIG_FILES=pants.ci.toml
 
 if mkdir -p "$_stable" 2>/dev/null && [[ -w "$_stable" ]]; then
-  # Pants 2.17 runs every PEX tool with the interpreter of its own venv, which ./pants makes
-  # under this folder (default: under HOME).
+  # ./pants makes its venv under this folder (default: under HOME); paths inside it reach some
+  # process argvs (e.g. the pex CLI's PEX_PYTHON lookups), so keep it the same on every machine.
   export DYNAMO_IMAGES_CACHE="${DYNAMO_IMAGES_CACHE:-$_stable/launcher}"
   # pants.toml points pex at the checkout's 3rdparty/python/wheels, an absolute path in every PEX
   # build's argv: CI uses a copy at a fixed, content-addressed path (pants.ci.toml).

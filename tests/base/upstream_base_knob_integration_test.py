@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
@@ -27,7 +26,7 @@ def client() -> docker.DockerClient:
 
 def docker_build(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DOCKER, "build", *args, "-f", "docker/base/Dockerfile", "."],
+        [DOCKER, "build", *args, "docker/base"],  # the context root of docker/base:runtime
         env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -74,7 +73,9 @@ def upstream_image(
 def build_runtime_on(base: str, tags: list[str]) -> subprocess.CompletedProcess:
     tag = f"dynamo-images-test/base-on-upstream:{uuid.uuid4().hex[:8]}"
     tags.append(tag)
-    return docker_build("--target", "runtime", "--build-arg", f"DYNAMO_BASE_IMAGE={base}", "-t", tag)
+    return docker_build(
+        "--target", "runtime", "--build-arg", f"DYNAMO_BASE_IMAGE={base}", "-t", tag
+    )
 
 
 def test_base_builds_on_an_upstream_image_that_has_what_it_needs(client, debian, tags) -> None:

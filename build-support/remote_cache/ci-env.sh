@@ -10,8 +10,8 @@ _stable=${DYNAMO_CI_STABLE_ROOT:-/opt/dynamo-images}
 export PANTS_CONFIG_FILES=pants.ci.toml
 
 if mkdir -p "$_stable" 2>/dev/null && [[ -w "$_stable" ]]; then
-  # ./pants makes its venv under this folder (default: under HOME); paths inside it reach some
-  # process argvs (e.g. the pex CLI's PEX_PYTHON lookups), so keep it the same on every machine.
+  # ./pants makes its venv and tools (pex CLI) under this folder (default: under HOME): one fixed
+  # place, shared by every CI run on the machine whatever HOME is.
   export DYNAMO_IMAGES_CACHE="${DYNAMO_IMAGES_CACHE:-$_stable/launcher}"
   # pants.toml points pex at the checkout's 3rdparty/python/wheels, an absolute path in every PEX
   # build's argv: CI uses a copy at a fixed, content-addressed path (pants.ci.toml).

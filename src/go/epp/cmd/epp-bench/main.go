@@ -31,10 +31,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"dynamo-images.local/epp/internal/app"
 	"dynamo-images.local/epp/internal/extprocclient"
+	"dynamo-images.local/epp/internal/handler"
 )
 
 type benchOptions struct {
@@ -152,7 +152,7 @@ func run(bo benchOptions) error {
 	grpcAddr, _, _ := epp.Addrs()
 	clients := make([]extprocv3.ExternalProcessorClient, bo.conns)
 	for i := range clients {
-		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(grpcAddr, extprocclient.DialOptions()...)
 		if err != nil {
 			return err
 		}
@@ -313,13 +313,14 @@ func startBaseline(conns int) ([]extprocv3.ExternalProcessorClient, func(), erro
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := grpc.NewServer()
+	// The EPP's own gRPC settings: the floor is what this transport costs.
+	srv := grpc.NewServer(app.ExtProcServerOptions(handler.DefaultMaxBodyBytes)...)
 	extprocv3.RegisterExternalProcessorServer(srv, echoProcessor{})
 	go srv.Serve(lis)
 	var closers []func() error
 	clients := make([]extprocv3.ExternalProcessorClient, conns)
 	for i := range clients {
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(lis.Addr().String(), extprocclient.DialOptions()...)
 		if err != nil {
 			srv.Stop()
 			return nil, nil, err

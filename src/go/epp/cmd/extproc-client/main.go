@@ -33,7 +33,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -78,7 +77,7 @@ func main() {
 
 func run(addr string, interval, timeout time.Duration) error {
 	// One connection for every request: Envoy multiplexes its ext_proc streams likewise.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, extprocclient.DialOptions()...)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Protocol names of the endpoint picker (GIE) that the answers are read with.
@@ -24,6 +26,21 @@ const (
 	DestinationHeader = "x-gateway-destination-endpoint"
 	MetadataNamespace = "envoy.lb"
 )
+
+// DialOptions are the HTTP/2 settings Envoy's gRPC client uses by default: 256 MiB stream and
+// connection flow-control windows that do not change, so unlike gRPC-Go's default (window
+// sizing by bandwidth-delay estimation) it sends no PINGs as data arrives.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(envoyWindowBytes),
+		grpc.WithInitialConnWindowSize(envoyWindowBytes),
+	}
+}
+
+// envoyWindowBytes is Envoy's default initial_stream_window_size and
+// initial_connection_window_size (HTTP/2 protocol options).
+const envoyWindowBytes = 256 << 20
 
 // Malformed ways to break the protocol on purpose, for testing a server's error handling.
 const (

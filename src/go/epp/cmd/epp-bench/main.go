@@ -31,9 +31,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"dynamo-images.local/epp/internal/app"
+	"dynamo-images.local/epp/internal/extprocclient"
+	"dynamo-images.local/epp/internal/handler"
 )
 
 type benchOptions struct {
@@ -151,7 +152,7 @@ func run(bo benchOptions) error {
 	grpcAddr, _, _ := epp.Addrs()
 	clients := make([]extprocv3.ExternalProcessorClient, bo.conns)
 	for i := range clients {
-		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(grpcAddr, extprocclient.DialOptions()...)
 		if err != nil {
 			return err
 		}
@@ -312,13 +313,14 @@ func startBaseline(conns int) ([]extprocv3.ExternalProcessorClient, func(), erro
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := grpc.NewServer()
+	// The EPP's own gRPC settings: the floor is what this transport costs.
+	srv := grpc.NewServer(app.ExtProcServerOptions(handler.DefaultMaxBodyBytes)...)
 	extprocv3.RegisterExternalProcessorServer(srv, echoProcessor{})
 	go srv.Serve(lis)
 	var closers []func() error
 	clients := make([]extprocv3.ExternalProcessorClient, conns)
 	for i := range clients {
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(lis.Addr().String(), extprocclient.DialOptions()...)
 		if err != nil {
 			srv.Stop()
 			return nil, nil, err
@@ -510,52 +512,29 @@ func load(clients []extprocv3.ExternalProcessorClient, bodies [][]byte, rate int
 	return r
 }
 
-// pickOnce runs one ext_proc exchange as Envoy does for a POST with a JSON body.
+// pickOnce runs one ext_proc exchange as Envoy does for a POST with a JSON body (headers,
+// the body in two chunks) and returns the time from stream open to the routing answer.
 func pickOnce(client extprocv3.ExternalProcessorClient, body []byte, id int) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	begin := time.Now()
-	stream, err := client.Process(ctx)
+	res, err := extprocclient.Exchange(ctx, client, extprocclient.Request{
+		Headers: []extprocclient.Header{
+			{Key: ":method", Value: "POST"},
+			{Key: ":path", Value: "/v1/chat/completions"},
+			{Key: "content-type", Value: "application/json"},
+			{Key: "x-request-id", Value: strconv.Itoa(id)},
+		},
+		Body:   body,
+		Chunks: 2,
+	})
 	if err != nil {
 		return 0, err
 	}
-	headers := &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
-		{Key: ":method", RawValue: []byte("POST")},
-		{Key: ":path", RawValue: []byte("/v1/chat/completions")},
-		{Key: "content-type", RawValue: []byte("application/json")},
-		{Key: "x-request-id", RawValue: []byte(strconv.Itoa(id))},
-	}}
-	if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
-		RequestHeaders: &extprocv3.HttpHeaders{Headers: headers}}}); err != nil {
-		return 0, err
-	}
-	half := len(body) / 2
-	for _, chunk := range []struct {
-		data []byte
-		eos  bool
-	}{{body[:half], false}, {body[half:], true}} {
-		if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
-			RequestBody: &extprocv3.HttpBody{Body: chunk.data, EndOfStream: chunk.eos}}}); err != nil {
-			return 0, err
-		}
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return 0, err
-	}
-	latency := time.Since(begin)
-	if ir := resp.GetImmediateResponse(); ir != nil {
+	if ir := res.Immediate; ir != nil {
 		return 0, fmt.Errorf("immediate response %d: %s", ir.GetStatus().GetCode(), ir.GetBody())
 	}
-	if len(resp.GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders()) == 0 {
-		return 0, fmt.Errorf("answer without a destination: %v", resp)
+	if res.Destination() == "" {
+		return 0, fmt.Errorf("answer without a destination: %v", res.Routing)
 	}
-	if _, err := stream.Recv(); err != nil { // the streamed-back body
-		return 0, err
-	}
-	stream.CloseSend()
-	if _, err := stream.Recv(); err != io.EOF {
-		return 0, fmt.Errorf("want end of stream, got %v", err)
-	}
-	return latency, nil
+	return res.Latency, nil
 }

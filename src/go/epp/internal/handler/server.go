@@ -130,8 +130,8 @@ func New(opts Options) (*Server, error) {
 // stream is the state of one HTTP request (one ext_proc stream).
 type stream struct {
 	srv      extprocv3.ExternalProcessor_ProcessServer
-	headers  map[string]string
-	subset   []string // nil: no hint; non-nil (maybe empty): pick from these addresses only
+	headers  map[string]string // nil until request_headers arrived
+	subset   []string          // nil: no hint; non-nil (maybe empty): pick from these addresses only
 	body     []byte
 	decided  bool
 	routed   bool // the request went to a model server and its response is awaited
@@ -166,6 +166,9 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 
 // handle processes one message; done means the stream is over (immediate response sent).
 func (s *Server) handle(ctx context.Context, st *stream, req *extprocv3.ProcessingRequest) (bool, error) {
+	if err := checkOrder(st, req); err != nil {
+		return true, err
+	}
 	switch v := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		st.headers = headerMap(v.RequestHeaders.GetHeaders())
@@ -228,6 +231,39 @@ func (s *Server) handle(ctx context.Context, st *stream, req *extprocv3.Processi
 			ResponseTrailers: &extprocv3.TrailersResponse{}}})
 	}
 	return false, status.Errorf(codes.InvalidArgument, "unexpected ext_proc message %T", req.Request)
+}
+
+// checkOrder rejects streams that no proxy configured for this protocol sends: every HTTP
+// request starts with its request_headers (request_header_mode SEND), exactly once. A stream
+// that breaks this ends with INVALID_ARGUMENT; no routing answer is sent.
+func checkOrder(st *stream, req *extprocv3.ProcessingRequest) error {
+	_, isHeaders := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders)
+	switch {
+	case req.Request == nil:
+		return status.Error(codes.InvalidArgument, "malformed ext_proc stream: a message without a request phase")
+	case isHeaders && st.headers != nil:
+		return status.Error(codes.InvalidArgument, "malformed ext_proc stream: request_headers sent twice")
+	case !isHeaders && st.headers == nil:
+		return status.Errorf(codes.InvalidArgument, "malformed ext_proc stream: %s before request_headers", phaseName(req))
+	}
+	return nil
+}
+
+// phaseName names a message's request phase as the ext_proc proto does.
+func phaseName(req *extprocv3.ProcessingRequest) string {
+	switch req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return "request_body"
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return "request_trailers"
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return "response_headers"
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return "response_body"
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return "response_trailers"
+	}
+	return fmt.Sprintf("%T", req.Request)
 }
 
 func (s *Server) finish(st *stream) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,13 +16,14 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"dynamo-images.local/epp/internal/backend"
 	"dynamo-images.local/epp/internal/config"
 	"dynamo-images.local/epp/internal/datastore"
+	"dynamo-images.local/epp/internal/grpctest"
 	"dynamo-images.local/epp/internal/telemetry"
 )
 
@@ -93,18 +93,7 @@ func newHarness(t testing.TB, cfgText string, mutate func(*Options), eps ...*bac
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, srv)
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(t, func(gs *grpc.Server) { extprocv3.RegisterExternalProcessorServer(gs, srv) })
 	h.client = extprocv3.NewExternalProcessorClient(conn)
 	return h
 }
@@ -504,6 +493,29 @@ func TestTrailersEndTheBody(t *testing.T) {
 	}
 	if recv(t, s).GetRequestTrailers() == nil {
 		t.Fatal("trailers not answered")
+	}
+}
+
+func TestMalformedStreamIsInvalidArgument(t *testing.T) {
+	h := newHarness(t, "", nil, endpoint("10.0.0.1:8000", 0, 0))
+	trailers := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestTrailers{RequestTrailers: &extprocv3.HttpTrailers{}}}
+	for name, tc := range map[string]struct {
+		msgs []*extprocv3.ProcessingRequest
+		want string
+	}{
+		"body before headers":     {[]*extprocv3.ProcessingRequest{requestBody(chatBody, true)}, "request_body before request_headers"},
+		"trailers before headers": {[]*extprocv3.ProcessingRequest{trailers}, "request_trailers before request_headers"},
+		"headers twice":           {[]*extprocv3.ProcessingRequest{requestHeaders(false, nil), requestHeaders(false, nil)}, "request_headers sent twice"},
+		"no request phase":        {[]*extprocv3.ProcessingRequest{{}}, "without a request phase"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := h.open(t)
+			send(t, s, tc.msgs...)
+			resp, err := s.Recv()
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.want) {
+				t.Fatalf("want INVALID_ARGUMENT %q, got %v / %v", tc.want, resp, err)
+			}
+		})
 	}
 }
 

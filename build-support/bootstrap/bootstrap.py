@@ -177,7 +177,7 @@ sys.exit(main())
 
 
 def load_pants_toml() -> dict:
-    import toml  # Installed in the Pants venv with Pants itself.
+    import toml  # pants: no-infer-dep (installed in the Pants venv with Pants itself)
 
     return toml.loads(PANTS_TOML.read_text())
 

@@ -106,8 +106,9 @@ def shared_dir(path: Path) -> Path:
     return path
 
 
-def isolated(container_name: str) -> list[str]:
-    """`run` flags for a named test container with no GPUs, network or Hugging Face mount."""
+def isolated(container_name: str, hf_cache: str = "none") -> list[str]:
+    """`run` flags for a named test container with no GPUs or network (nor, by default, a
+    Hugging Face mount)."""
     return [
         "--image",
         IMAGE,
@@ -118,7 +119,7 @@ def isolated(container_name: str) -> list[str]:
         "--network",
         "none",
         "--hf-cache",
-        "none",
+        hf_cache,
     ]
 
 
@@ -140,18 +141,9 @@ def test_run_applies_mounts_env_user_shm_and_ulimits(
     exit_code = main(
         [
             "run",
-            "--image",
-            IMAGE,
-            "--name",
-            container_name,
-            "--gpus",
-            "none",
-            "--network",
-            "none",
+            *isolated(container_name, hf_cache=str(hf_dir)),
             "--user",
             f"{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}",
-            "--hf-cache",
-            str(hf_dir),
             "-v",
             f"{data_dir}:/data:ro",
             "-e",

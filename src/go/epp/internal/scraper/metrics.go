@@ -194,7 +194,9 @@ const (
 var DefaultMappings = map[string]MetricMapping{
 	EngineDynamo: {
 		WaitingQueue: specs("vllm:num_requests_waiting", "dynamo_work_handler_queue_depth"),
-		Running:      specs("vllm:num_requests_running", "dynamo_component_inflight_requests"),
+		// Only the serving endpoint's in-flight requests: workers also count the KV-router
+		// queries they answer (dynamo_endpoint="worker_kv_query_source_...") here.
+		Running:      specs("vllm:num_requests_running", `dynamo_component_inflight_requests{dynamo_endpoint="generate"}`),
 		KVCacheUsage: specs("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
 	},
 	EngineVLLM: {

@@ -1,9 +1,9 @@
 """The DYNAMO_BASE_IMAGE knob of docker/base:runtime, on the real Docker engine.
 
 Builds docker/base/Dockerfile's runtime stage the way Pants does (BuildKit, --build-arg
-DYNAMO_BASE_IMAGE=...) on two stand-in "upstream" images made from its Debian stage: one with
-everything the base needs, one without etcd and nats-server, which must fail with a clear message.
-Every image and container made here is removed.
+DYNAMO_BASE_IMAGE=...) on two stand-in "upstream" images made from docker/base:runtime without
+what its runtime stage adds: one with everything the base needs, one without etcd and
+nats-server, which must fail with a clear message. Every image and container made here is removed.
 """
 
 from __future__ import annotations
@@ -12,11 +12,19 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
+from built_images import built_image
 
 DOCKER = shutil.which("docker", path="/usr/bin") or "docker"
+BASE_INFO = Path("docker.base/runtime.docker-info.json")
+# What docker/base:runtime's runtime stage adds to the Debian root filesystem.
+UNDO_RUNTIME_STAGE = (
+    "userdel --remove dynamo && rm -rf /workspace /usr/local/bin/dynamo-entrypoint"
+    " /etc/profile.d/umask.sh"
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +41,6 @@ def docker_build(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
-def debian(client: docker.DockerClient) -> Iterator[str]:
-    """The Dockerfile's Debian stage (docker/base:runtime-rootfs is in this test's sandbox)."""
-    tag = f"dynamo-images-test/debian:{uuid.uuid4().hex[:8]}"
-    result = docker_build("--target", "debian-rootfs", "-t", tag)
-    assert result.returncode == 0, result.stderr[-3000:]
-    yield tag
-    client.images.remove(tag, force=True)
-
-
 @pytest.fixture
 def tags(client: docker.DockerClient) -> Iterator[list[str]]:
     made: list[str] = []
@@ -54,16 +52,20 @@ def tags(client: docker.DockerClient) -> Iterator[list[str]]:
             pass  # a build that failed tagged nothing
 
 
-def upstream_image(
-    client: docker.DockerClient, debian: str, tags: list[str], remove: str = ""
-) -> str:
+def upstream_image(client: docker.DockerClient, tags: list[str], remove: str = "") -> str:
     """A local image standing in for an upstream base (no registry is reachable)."""
     tag = f"dynamo-images-test/upstream:{uuid.uuid4().hex[:8]}"
-    script = f"for t in {remove}; do rm -f $(command -v $t); done" if remove else "true"
-    container = client.containers.run(debian, ["sh", "-c", script], detach=True)
+    script = UNDO_RUNTIME_STAGE
+    if remove:
+        script += f" && for t in {remove}; do rm -f $(command -v $t); done"
+    container = client.containers.run(
+        built_image(BASE_INFO), ["-c", script], entrypoint=["sh"], user="root", detach=True
+    )
     try:
-        assert container.wait(timeout=60)["StatusCode"] == 0
-        container.commit(*tag.split(":"))
+        assert container.wait(timeout=60)["StatusCode"] == 0, container.logs().decode()
+        container.commit(
+            *tag.split(":"), changes=["ENTRYPOINT []", 'CMD ["bash"]', "USER root", "WORKDIR /"]
+        )
     finally:
         container.remove(force=True)
     tags.append(tag)
@@ -78,14 +80,14 @@ def build_runtime_on(base: str, tags: list[str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_base_builds_on_an_upstream_image_that_has_what_it_needs(client, debian, tags) -> None:
-    result = build_runtime_on(upstream_image(client, debian, tags), tags)
+def test_base_builds_on_an_upstream_image_that_has_what_it_needs(client, tags) -> None:
+    result = build_runtime_on(upstream_image(client, tags), tags)
     assert result.returncode == 0, result.stderr[-3000:]
     out = client.containers.run(tags[-1], ["id", "-un"], remove=True, stderr=False).decode().strip()
     assert out == "dynamo"
 
 
-def test_upstream_image_without_etcd_and_nats_is_refused_by_name(client, debian, tags) -> None:
-    result = build_runtime_on(upstream_image(client, debian, tags, remove="etcd nats-server"), tags)
+def test_upstream_image_without_etcd_and_nats_is_refused_by_name(client, tags) -> None:
+    result = build_runtime_on(upstream_image(client, tags, remove="etcd nats-server"), tags)
     assert result.returncode != 0
     assert "DYNAMO_BASE_IMAGE lacks: nats-server etcd" in result.stderr

@@ -19,6 +19,9 @@ python -c 'import dynamo.frontend, dynamo_images.launch, pytest; print("imports-
 pytest --version
 test -f /workspace/pants.toml && test -f /workspace/src/python/dynamo_images/launch.py \
   && echo workspace-ok
+# Sources only: no build output (e.g. the 92 MB rootfs a test depends on) rides along into
+# /workspace. The largest source file, the lockfile, is ~0.2 MB.
+echo "big files: $(find /workspace -type f -size +1M | sort | tr '\n' ' ')"
 su dynamo -s /bin/sh -c 'sudo -n id -u'
 """
 
@@ -43,6 +46,7 @@ def test_dev_image_has_tools_pytest_and_sources(image: str) -> None:
     assert "imports-ok" in out
     assert any(line.startswith("pytest ") for line in out)
     assert "workspace-ok" in out
+    assert "big files: " in out, "build outputs in /workspace"
     assert out[-1] == "0", "user dynamo has passwordless sudo"
     assert err.startswith("== dynamo-dev ")
 

@@ -127,10 +127,6 @@ def create_venv(venv: Path) -> None:
         raise
     # The launcher treats the venv as usable only once this marker exists.
     (venv / ".ready").write_text(interpreter + "\n")
-    install_entry_points(venv)
-
-
-ENTRY_POINTS_VERSION = "1"  # bump to rewrite the entry points of existing venvs
 
 
 def install_entry_points(venv: Path) -> None:
@@ -169,7 +165,6 @@ sys.exit(main())
 """
     )
     server.chmod(0o755)
-    (venv / ".entry-points").write_text(ENTRY_POINTS_VERSION + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,8 +346,8 @@ def main() -> int:
     venv_cmd.add_argument("path", type=Path)
     tools_cmd = sub.add_parser("tools")
     tools_cmd.add_argument("tools_dir", type=Path)
-    client_cmd = sub.add_parser("entry-points")
-    client_cmd.add_argument("venv", type=Path)
+    entry_cmd = sub.add_parser("entry-points")
+    entry_cmd.add_argument("venv", type=Path)
     env_cmd = sub.add_parser("build-env")
     env_cmd.add_argument("lock_dir", type=Path)
     args = parser.parse_args()

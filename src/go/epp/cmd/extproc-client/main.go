@@ -37,6 +37,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"dynamo-images.local/epp/internal/extprocclient"
+	"dynamo-images.local/epp/internal/handler"
 )
 
 type input struct {
@@ -138,7 +139,7 @@ func exchange(client extprocv3.ExternalProcessorClient, in input, timeout time.D
 			return output{}, err
 		}
 		req.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-			"envoy.lb.subset_hint": {Fields: map[string]*structpb.Value{"x-gateway-destination-endpoint-subset": v}},
+			handler.DefaultSubsetNamespace: {Fields: map[string]*structpb.Value{handler.DefaultSubsetKey: v}},
 		}}
 	}
 

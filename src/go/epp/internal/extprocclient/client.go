@@ -19,12 +19,15 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"dynamo-images.local/epp/internal/handler"
 )
 
-// Protocol names of the endpoint picker (GIE) that the answers are read with.
+// Protocol names of the endpoint picker (GIE) that the answers are read with: the EPP's
+// defaults, defined once in the handler.
 const (
-	DestinationHeader = "x-gateway-destination-endpoint"
-	MetadataNamespace = "envoy.lb"
+	DestinationHeader = handler.DefaultDestinationHeader
+	MetadataNamespace = handler.DefaultMetadataNamespace
 )
 
 // DialOptions are the HTTP/2 settings Envoy's gRPC client uses by default: 256 MiB stream and

@@ -51,6 +51,7 @@ WORKERS = ("worker-a", "worker-b")
 REPLAY_ID = "whoami"
 SYSTEM_PORT = 8081  # the port of the EPP's default --etcd-metrics-url-template
 TIMEOUT_S = 60
+EPP_MEMORY_LIMIT_BYTES = 256 << 20  # the container limit of the "epp-unready" EPP
 # Picks are paced so that few of them fall between two scrapes (50 ms): the EPP counts the
 # picks it made since the last scrape as queued, and none of them reaches a worker here.
 PICK_INTERVAL = "20ms"
@@ -114,13 +115,14 @@ class Stack:
         return response.json()["choices"][0]["message"]["content"]
 
 
-def start_epp(dep: Deployment, image: str, name: str, *args: str) -> tuple[str, str]:
+def start_epp(dep: Deployment, image: str, name: str, *args: str, **docker_args) -> tuple[str, str]:
     """An EPP on the Dynamo registry; returns its ext_proc address and metrics URL on loopback."""
     epp: Container = dep.start(
         name,
         ["--etcd-endpoints=http://etcd:2379", *args],
         image=image,
         ports={"9002/tcp": ("127.0.0.1", None), "9090/tcp": ("127.0.0.1", None)},
+        **docker_args,
     )
     return (
         f"127.0.0.1:{dep.host_port(epp, 9002)}",
@@ -153,9 +155,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         epp, epp_http = start_epp(dep, epp_image, "epp")
         # The same registry, with metrics looked for where no worker serves them: the EPP
-        # knows both workers and their model, but never sees one ready.
+        # knows both workers and their model, but never sees one ready. It also runs under a
+        # container memory limit (test_go_runtime_settings).
         unready, unready_http = start_epp(
-            dep, epp_image, "epp-unready", "--etcd-metrics-url-template=http://{host}:8082/metrics"
+            dep,
+            epp_image,
+            "epp-unready",
+            "--etcd-metrics-url-template=http://{host}:8082/metrics",
+            mem_limit=f"{EPP_MEMORY_LIMIT_BYTES}b",
         )
         s = Stack(
             dep=dep,
@@ -343,6 +350,25 @@ def test_no_ready_endpoint_is_503(stack: Stack) -> None:
     assert (
         answers[0]["error_body"]["error"]["message"]
         == f'no ready endpoint for model "{MODEL_NAME}"'
+    )
+
+
+def go_runtime_metric(metrics_url: str, name: str) -> float:
+    text = requests.get(f"{metrics_url}/metrics", timeout=TIMEOUT_S).text
+    values = [line.split()[1] for line in text.splitlines() if line.startswith(name + " ")]
+    assert len(values) == 1, f"{name} not exported once:\n{text}"
+    return float(values[0])
+
+
+def test_go_runtime_settings(stack: Stack) -> None:
+    """The EPP collects garbage at GOGC=400 (its default; the environment can override it) and,
+    in a container with a memory limit, keeps its heap under 90% of that limit."""
+    for url in (stack.epp_http, stack.unready_epp_http):
+        assert go_runtime_metric(url, "go_gc_gogc_percent") == 400
+    # No container limit: no Go memory limit either (math.MaxInt64).
+    assert go_runtime_metric(stack.epp_http, "go_gc_gomemlimit_bytes") >= 2**63 - 1024
+    assert go_runtime_metric(stack.unready_epp_http, "go_gc_gomemlimit_bytes") == int(
+        EPP_MEMORY_LIMIT_BYTES * 0.9
     )
 
 

@@ -1,12 +1,19 @@
 // Command epp-bench measures the endpoint picker's pick rate and latency. It starts fake model
-// servers (Prometheus endpoints only) and the real EPP in-process on loopback, then offers
-// picks over gRPC exactly as Envoy sends them (request headers, then the body in chunks, in
-// FULL_DUPLEX_STREAMED mode) at rising open-loop rates, and prints picks/s and latency
-// percentiles per rate. It ends by itself.
+// servers (Prometheus endpoints only) and runs the real EPP binary (--epp) as its own process on
+// loopback, as it is deployed, then offers picks over gRPC exactly as Envoy sends them (request
+// headers, then the body in chunks, in FULL_DUPLEX_STREAMED mode) at rising open-loop rates,
+// and prints picks/s and latency percentiles per rate. It ends by itself and stops what it
+// started.
+//
+// The load generator stands in for Envoy, a C++ proxy without a garbage collector, so it runs
+// with Go's collector off while it measures (with a memory limit as a safety net): otherwise its
+// own GC pauses, not the EPP, would set the tail of every row.
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,7 +25,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -30,6 +40,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
 	"dynamo-images.local/epp/internal/app"
@@ -54,6 +65,9 @@ type benchOptions struct {
 	cpuProfile  string
 	memProfile  string
 	baseline    bool
+	eppBinary   string
+	serveFloor  bool
+	serverCPUs  string
 }
 
 func main() {
@@ -72,10 +86,26 @@ func main() {
 	flag.IntVar(&bo.goalRate, "goal-rate", 1000, "rate at which the p99 goal is checked")
 	flag.DurationVar(&bo.goalP99, "goal-p99", time.Millisecond, "p99 pick latency goal at --goal-rate")
 	flag.BoolVar(&bo.failOnGoal, "fail-on-goal", false, "exit 1 when the goal is missed")
-	flag.StringVar(&bo.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (EPP and load generator) here")
-	flag.StringVar(&bo.memProfile, "memprofile", "", "write an allocation profile of the whole run here")
+	flag.StringVar(&bo.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator here (the EPP is a process of its own)")
+	flag.StringVar(&bo.memProfile, "memprofile", "", "write an allocation profile of the load generator here")
 	flag.BoolVar(&bo.baseline, "baseline", true, "also measure a do-nothing ext_proc server under the same load: the floor set by gRPC, the load generator and the machine")
+	flag.StringVar(&bo.eppBinary, "epp", "", "the endpoint picker binary to measure (benchmarks/epp/run.sh passes the one Pants builds)")
+	flag.StringVar(&bo.serverCPUs, "server-cpus", "auto",
+		"CPUs the EPP and the floor run on, the load generator gets the others, as the proxy and the EPP do not share cores in a cluster: "+
+			"auto (the upper half of this process's CPUs, when it has two or more), a list like 1 or 2-3, or none (all share all)")
+	flag.BoolVar(&bo.serveFloor, "serve-floor", false, "internal: serve the do-nothing ext_proc server in this process (the benchmark starts itself so)")
 	flag.Parse()
+	if bo.serveFloor {
+		if err := serveFloor(); err != nil {
+			fmt.Fprintln(os.Stderr, "epp-bench --serve-floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if bo.eppBinary == "" {
+		fmt.Fprintln(os.Stderr, "epp-bench: --epp PATH is required: the endpoint picker binary to measure (benchmarks/epp/run.sh builds and passes it)")
+		os.Exit(2)
+	}
 	for _, r := range strings.Split(rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
 		if err != nil || n <= 0 {
@@ -110,6 +140,10 @@ func main() {
 }
 
 func run(bo benchOptions) error {
+	pin, err := newPinning(bo.serverCPUs)
+	if err != nil {
+		return err
+	}
 	servers := make([]*httptest.Server, bo.endpoints)
 	var static []string
 	for i := range servers {
@@ -120,61 +154,55 @@ func run(bo benchOptions) error {
 		static = append(static, strings.TrimPrefix(servers[i].URL, "http://"))
 	}
 
-	opts := app.DefaultOptions()
-	opts.ListenHost = "127.0.0.1"
-	opts.GRPCPort, opts.GRPCHealthPort, opts.MetricsPort = 0, 0, 0
-	opts.StaticEndpoints = strings.Join(static, ",")
-	opts.StaticModels = "bench-model"
-	opts.ModelServerType = "vllm"
-	opts.RefreshMetricsInterval = bo.refresh
-	opts.ConfigFile = bo.configFile
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	epp, err := app.New(opts, logger)
+	args := []string{
+		"--listen-host=127.0.0.1", "--grpc-port=0", "--grpc-health-port=0", "--metrics-port=0",
+		"--static-endpoints=" + strings.Join(static, ","), "--static-models=bench-model",
+		"--model-server-type=vllm", "--refresh-metrics-interval=" + bo.refresh.String(), "--log-level=info",
+	}
+	if bo.configFile != "" {
+		args = append(args, "--config-file="+bo.configFile)
+	}
+	epp, err := startServer("epp", pin, bo.eppBinary, args...)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- epp.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for len(epp.Store().Candidates()) < bo.endpoints {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d fake endpoints became ready", len(epp.Store().Candidates()), bo.endpoints)
-		}
-		time.Sleep(10 * time.Millisecond)
+	defer epp.stop()
+	grpcAddr, metricsAddr := epp.addrs["ext_proc"], epp.addrs["metrics"]
+	if err := waitReady(metricsAddr, bo.endpoints, 10*time.Second); err != nil {
+		return err
 	}
 
-	grpcAddr, _, _ := epp.Addrs()
-	clients := make([]extprocv3.ExternalProcessorClient, bo.conns)
-	for i := range clients {
-		conn, err := grpc.NewClient(grpcAddr, extprocclient.DialOptions()...)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		clients[i] = extprocv3.NewExternalProcessorClient(conn)
+	clients, err := dial(grpcAddr, bo.conns)
+	if err != nil {
+		return err
 	}
 	bodies := makeBodies(bo.prefixes, bo.promptBytes)
 
-	fmt.Printf("epp-bench: %d fake endpoints, %d gRPC conns, GOMAXPROCS=%d, %s per rate (+%s warm-up), ~%d-byte prompts, %d shared prefixes\n",
-		bo.endpoints, bo.conns, runtime.GOMAXPROCS(0), bo.duration, bo.warmup, bo.promptBytes, bo.prefixes)
-	_, _, metricsAddr := epp.Addrs()
+	fmt.Printf("epp-bench: %s (pid %d, metrics and /debug/pprof at http://%s), %d fake endpoints, %d gRPC conns, %d CPUs, %s per rate (+%s warm-up), ~%d-byte prompts, %d shared prefixes\n",
+		bo.eppBinary, epp.cmd.Process.Pid, metricsAddr, bo.endpoints, bo.conns, runtime.NumCPU(), bo.duration, bo.warmup, bo.promptBytes, bo.prefixes)
+	fmt.Println(pin.describe(epp.cmd.Process.Pid))
+	var floor *server
 	var floorClients []extprocv3.ExternalProcessorClient
 	if bo.baseline {
-		var stop func()
-		floorClients, stop, err = startBaseline(bo.conns)
+		self, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		defer stop()
-		fmt.Println("server \"epp\" is the endpoint picker; \"floor\" is a do-nothing ext_proc server under the same load right after it:\n" +
-			"the latency the gRPC transport, the load generator and this machine add anyway.")
+		if floor, err = startServer("floor", pin, self, "--serve-floor"); err != nil {
+			return err
+		}
+		defer floor.stop()
+		if floorClients, err = dial(floor.addrs["ext_proc"], bo.conns); err != nil {
+			return err
+		}
+		fmt.Println("server \"epp\" is the endpoint picker; \"floor\" is a do-nothing ext_proc server (its own process too) under the same\n" +
+			"load right after it: the latency the gRPC transport, the load generator and this machine add anyway. cpu/pick is the\n" +
+			"server process's CPU time per pick; srv-p99 the EPP's own p99 from request complete to decision.")
 	}
+	// The load generator stands in for Envoy, which has no garbage collector: no collection
+	// while measuring (see the package comment); runGC collects between runs.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(loadGeneratorMemoryLimit)
 	fmt.Printf("%-6s %9s %8s %7s %6s %8s %8s %8s %8s %9s %9s %11s\n",
 		"server", "offered/s", "picks/s", "ok", "errors", "p50(ms)", "p90(ms)", "p99(ms)", "max(ms)", "lag99(ms)", "cpu/pick", "srv-p99(ms)")
 	var goal *result
@@ -182,7 +210,8 @@ func run(bo benchOptions) error {
 		if bo.warmup > 0 {
 			load(clients, bodies, rate, bo.warmup, bo.maxInFlight)
 		}
-		cpuBefore := cpuTime()
+		runtime.GC()
+		cpuBefore := epp.cpuTime()
 		histBefore, err := pickHistogram(metricsAddr)
 		if err != nil {
 			return err
@@ -190,7 +219,7 @@ func run(bo benchOptions) error {
 		r := load(clients, bodies, rate, bo.duration, bo.maxInFlight)
 		cpuPerPick := time.Duration(0)
 		if r.ok > 0 {
-			cpuPerPick = (cpuTime() - cpuBefore) / time.Duration(r.ok)
+			cpuPerPick = (epp.cpuTime() - cpuBefore) / time.Duration(r.ok)
 		}
 		histAfter, err := pickHistogram(metricsAddr)
 		if err != nil {
@@ -205,11 +234,12 @@ func run(bo benchOptions) error {
 			if bo.warmup > 0 {
 				load(floorClients, bodies, rate, bo.warmup, bo.maxInFlight)
 			}
-			cpuBefore := cpuTime()
+			runtime.GC()
+			cpuBefore := floor.cpuTime()
 			f := load(floorClients, bodies, rate, bo.duration, bo.maxInFlight)
 			cpuPerPick := time.Duration(0)
 			if f.ok > 0 {
-				cpuPerPick = (cpuTime() - cpuBefore) / time.Duration(f.ok)
+				cpuPerPick = (floor.cpuTime() - cpuBefore) / time.Duration(f.ok)
 			}
 			printRow("floor", rate, f, fmt.Sprintf("%dus", cpuPerPick.Microseconds()), "")
 		}
@@ -297,43 +327,306 @@ func (h histogram) quantileBound(q float64) string {
 	return "-"
 }
 
-// cpuTime is the user+system CPU time of this process (EPP, fake servers and load generator).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+// pinning places the servers and the load generator on disjoint CPUs (or does nothing).
+type pinning struct {
+	server, loadGenerator unix.CPUSet
+	enabled               bool
 }
 
-// startBaseline serves an ext_proc server that answers every request with a fixed destination
-// without parsing or scheduling anything, and returns clients for it.
-func startBaseline(conns int) ([]extprocv3.ExternalProcessorClient, func(), error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, err
+// newPinning splits this process's CPUs per --server-cpus and moves the load generator (every
+// thread of this process: threads created later inherit it) onto its share.
+func newPinning(spec string) (*pinning, error) {
+	p := &pinning{}
+	if spec == "none" || spec == "" {
+		return p, nil
 	}
-	// The EPP's own gRPC settings: the floor is what this transport costs.
-	srv := grpc.NewServer(app.ExtProcServerOptions(handler.DefaultMaxBodyBytes)...)
-	extprocv3.RegisterExternalProcessorServer(srv, echoProcessor{})
-	go srv.Serve(lis)
-	var closers []func() error
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		return nil, fmt.Errorf("--server-cpus: reading this process's CPUs: %w", err)
+	}
+	var cpus []int
+	for c := 0; c < len(all)*64; c++ {
+		if all.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if spec == "auto" {
+		if len(cpus) < 2 {
+			return p, nil
+		}
+		for i, c := range cpus {
+			if i >= len(cpus)/2 {
+				p.server.Set(c)
+			} else {
+				p.loadGenerator.Set(c)
+			}
+		}
+	} else {
+		list, err := parseCPUList(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--server-cpus %q: %w (want auto, none or a list like 1 or 2-3)", spec, err)
+		}
+		for _, c := range list {
+			if !all.IsSet(c) {
+				return nil, fmt.Errorf("--server-cpus %q: CPU %d is not one of this process's CPUs (%s)", spec, c, formatCPUs(all))
+			}
+			p.server.Set(c)
+		}
+		for _, c := range cpus {
+			if !p.server.IsSet(c) {
+				p.loadGenerator.Set(c)
+			}
+		}
+		if p.loadGenerator.Count() == 0 {
+			return nil, fmt.Errorf("--server-cpus %q leaves no CPU for the load generator (this process has %s)", spec, formatCPUs(all))
+		}
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tasks {
+		tid, _ := strconv.Atoi(t.Name())
+		if err := unix.SchedSetaffinity(tid, &p.loadGenerator); err != nil {
+			return nil, fmt.Errorf("--server-cpus: pinning the load generator: %w", err)
+		}
+	}
+	p.enabled = true
+	return p, nil
+}
+
+// start starts cmd on the server CPUs: the child inherits the affinity of the thread that
+// forks it, so that thread holds the server CPUs just while it does. (Go sizes GOMAXPROCS by
+// the CPUs a process may use, so an EPP on one CPU runs with GOMAXPROCS=1.)
+func (p *pinning) start(cmd *exec.Cmd) error {
+	if !p.enabled {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.SchedSetaffinity(0, &p.server); err != nil {
+		return err
+	}
+	err := cmd.Start()
+	if err2 := unix.SchedSetaffinity(0, &p.loadGenerator); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// describe says where the processes run, as the kernel reports it.
+func (p *pinning) describe(serverPid int) string {
+	if !p.enabled {
+		return "CPUs: not pinned, the servers and the load generator share all of them (--server-cpus)"
+	}
+	var got unix.CPUSet
+	if err := unix.SchedGetaffinity(serverPid, &got); err != nil {
+		return fmt.Sprintf("CPUs: reading the EPP's affinity: %v", err)
+	}
+	return fmt.Sprintf("CPUs: EPP and floor on %s, load generator on %s (--server-cpus; in a cluster the proxy and the EPP do not share cores)",
+		formatCPUs(got), formatCPUs(p.loadGenerator))
+}
+
+func formatCPUs(set unix.CPUSet) string {
+	var out []string
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			out = append(out, strconv.Itoa(c))
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// parseCPUList reads a list like "1", "2-3" or "0,2-3".
+func parseCPUList(spec string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(spec, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("bad CPU %q", part)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("bad CPU range %q", part)
+			}
+		}
+		for c := a; c <= b; c++ {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// loadGeneratorMemoryLimit bounds the load generator's heap while its collector is off.
+const loadGeneratorMemoryLimit = 4 << 30
+
+// server is a process the benchmark started and stops: the EPP or the floor.
+type server struct {
+	name  string
+	cmd   *exec.Cmd
+	addrs map[string]string // from its "serving" log line: ext_proc, health, metrics
+}
+
+// startServer runs bin and waits for the log line in which it names its bound addresses
+// (`msg="... serving" ext_proc=HOST:PORT ...`); its later warnings and errors go to stderr.
+func startServer(name string, pin *pinning, bin string, args ...string) (*server, error) {
+	cmd := exec.Command(bin, args...)
+	// The servers must not outlive the benchmark, even when it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := pin.start(cmd); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	s := &server{name: name, cmd: cmd}
+	found := make(chan map[string]string, 1)
+	var early strings.Builder // what it logged before, for the error when it fails to start
+	go func() {
+		pending := found // nil once the addresses are reported
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			if pending == nil {
+				// Warnings and errors only: endpoints coming and going are expected here.
+				if !strings.Contains(line, " level=INFO ") && !strings.Contains(line, " level=DEBUG ") {
+					fmt.Fprintf(os.Stderr, "%s: %s\n", name, line)
+				}
+			} else if addrs := servingAddrs(line); addrs != nil {
+				pending <- addrs
+				pending = nil
+			} else {
+				early.WriteString(line + "\n")
+			}
+		}
+		if pending != nil {
+			close(pending)
+		}
+	}()
+	select {
+	case addrs, ok := <-found:
+		if ok {
+			s.addrs = addrs
+			return s, nil
+		}
+		cmd.Wait()
+		return nil, fmt.Errorf("%s (%s) exited before serving: %s\n%s", name, bin, cmd.ProcessState, early.String())
+	case <-time.After(10 * time.Second):
+		s.stop()
+		return nil, fmt.Errorf("%s (%s) did not log its addresses within 10s", name, bin)
+	}
+}
+
+// servingAddrs parses the key=value fields of a slog text line that reports bound addresses.
+func servingAddrs(line string) map[string]string {
+	if !strings.Contains(line, " serving\"") || !strings.Contains(line, " ext_proc=") {
+		return nil
+	}
+	addrs := map[string]string{}
+	for _, field := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(field, "="); ok {
+			addrs[k] = v
+		}
+	}
+	return addrs
+}
+
+// stop ends the server with SIGTERM (SIGKILL after 5 s) and reaps it.
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		s.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpuTime is the server process's user+system CPU time, from /proc/PID/stat (clock ticks of
+// 10 ms, Linux's fixed USER_HZ; a few thousand picks per reading make that precise enough).
+func (s *server) cpuTime() time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+	_, rest, ok := strings.Cut(string(stat), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// waitReady polls the EPP's /debug/endpoints until n endpoints are ready to be routed to.
+func waitReady(metricsAddr string, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	ready := 0
+	for time.Now().Before(deadline) {
+		var eps []struct {
+			Ready bool `json:"ready"`
+		}
+		if resp, err := http.Get("http://" + metricsAddr + "/debug/endpoints"); err == nil {
+			json.NewDecoder(resp.Body).Decode(&eps)
+			resp.Body.Close()
+		}
+		ready = 0
+		for _, e := range eps {
+			if e.Ready {
+				ready++
+			}
+		}
+		if ready >= n {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("only %d of %d fake endpoints became ready within %s", ready, n, timeout)
+}
+
+func dial(addr string, conns int) ([]extprocv3.ExternalProcessorClient, error) {
 	clients := make([]extprocv3.ExternalProcessorClient, conns)
 	for i := range clients {
-		conn, err := grpc.NewClient(lis.Addr().String(), extprocclient.DialOptions()...)
+		// Closed when the benchmark exits.
+		conn, err := grpc.NewClient(addr, extprocclient.DialOptions()...)
 		if err != nil {
-			srv.Stop()
-			return nil, nil, err
+			return nil, err
 		}
-		closers = append(closers, conn.Close)
 		clients[i] = extprocv3.NewExternalProcessorClient(conn)
 	}
-	return clients, func() {
-		for _, c := range closers {
-			c()
-		}
+	return clients, nil
+}
+
+// serveFloor serves an ext_proc server that answers every request with a fixed destination
+// without parsing or scheduling anything, with the EPP's gRPC and runtime settings (the floor
+// is what this transport costs), until SIGTERM.
+func serveFloor() error {
+	// The EPP's garbage-collector settings too: the floor differs from it only in what it does.
+	app.ApplyRuntimeDefaults(os.Getenv, "/sys/fs/cgroup")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(app.ExtProcServerOptions(handler.DefaultMaxBodyBytes)...)
+	extprocv3.RegisterExternalProcessorServer(srv, echoProcessor{})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
 		srv.Stop()
-	}, nil
+	}()
+	slog.New(slog.NewTextHandler(os.Stderr, nil)).Info("floor serving", "ext_proc", lis.Addr().String())
+	return srv.Serve(lis)
 }
 
 func printRow(server string, rate int, r result, cpu, srvP99 string) {
@@ -517,16 +810,7 @@ func load(clients []extprocv3.ExternalProcessorClient, bodies [][]byte, rate int
 func pickOnce(client extprocv3.ExternalProcessorClient, body []byte, id int) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := extprocclient.Exchange(ctx, client, extprocclient.Request{
-		Headers: []extprocclient.Header{
-			{Key: ":method", Value: "POST"},
-			{Key: ":path", Value: "/v1/chat/completions"},
-			{Key: "content-type", Value: "application/json"},
-			{Key: "x-request-id", Value: strconv.Itoa(id)},
-		},
-		Body:   body,
-		Chunks: 2,
-	})
+	res, err := extprocclient.Exchange(ctx, client, extprocclient.NewRequest("POST", "/v1/chat/completions", strconv.Itoa(id), body, 2))
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"dynamo-images.local/epp/internal/app"
@@ -28,6 +29,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "epp:", err)
 		os.Exit(2)
 	}
+	rt := app.ApplyRuntimeDefaults(os.Getenv, "/sys/fs/cgroup")
+	logger.Info("Go runtime", "GOGC", rt.GCPercent, "memory_limit_bytes", rt.MemoryLimitBytes, "memory_limit_from", rt.MemoryLimitFrom,
+		"GOMAXPROCS", runtime.GOMAXPROCS(0))
 	a, err := app.New(opts, logger)
 	if err != nil {
 		logger.Error("cannot start", "err", err)

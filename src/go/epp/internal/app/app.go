@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime"
 	"strconv"
@@ -69,7 +70,8 @@ type Options struct {
 	WorkerIDHeader    string
 	MaxBodyBytes      int
 
-	LogLevel string
+	LogLevel    string
+	EnablePprof bool
 }
 
 // DefaultOptions returns the flag defaults.
@@ -94,6 +96,7 @@ func DefaultOptions() Options {
 		WorkerIDHeader:            handler.DefaultWorkerIDHeader,
 		MaxBodyBytes:              handler.DefaultMaxBodyBytes,
 		LogLevel:                  "info",
+		EnablePprof:               true, // as GIE's EPP
 	}
 }
 
@@ -141,6 +144,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WorkerIDHeader, "worker-id-header", o.WorkerIDHeader, "header set to the picked Dynamo instance id (etcd endpoints only; empty disables)")
 	fs.IntVar(&o.MaxBodyBytes, "max-request-body-bytes", o.MaxBodyBytes, "larger request bodies are rejected with 413")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&o.EnablePprof, "enable-pprof", o.EnablePprof, "serve Go's profiles at /debug/pprof/ on the metrics port")
 }
 
 // Logger returns the logger the options ask for.
@@ -249,6 +253,13 @@ func New(opts Options, logger *slog.Logger) (*App, error) {
 	mux.Handle("/metrics", a.metrics.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/debug/endpoints", a.serveEndpoints)
+	if opts.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	a.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	if err := a.listen(); err != nil {

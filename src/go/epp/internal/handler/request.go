@@ -4,8 +4,10 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // parsedBody is what scheduling needs from an OpenAI-style request body.
@@ -33,6 +35,7 @@ func parseBody(body []byte) parsedBody {
 		return parsedBody{}
 	}
 	s := scanner{data: body}
+	defer s.release()
 	out, err := s.request()
 	if err != nil {
 		return parsedBody{}
@@ -40,16 +43,37 @@ func parseBody(body []byte) parsedBody {
 	return out
 }
 
+// scratchPool holds the buffers a message's content is decoded into before it is copied into
+// the prompt: pooled because every chat request needs one as large as its body.
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+
 var errSyntax = errors.New("invalid JSON")
 
 // maxDepth bounds nesting so that hostile bodies cannot exhaust the stack.
 const maxDepth = 512
 
 type scanner struct {
-	data   []byte
-	pos    int
-	depth  int
-	keyBuf []byte // reused for object keys
+	data    []byte
+	pos     int
+	depth   int
+	keyBuf  []byte  // reused for object keys
+	scratch *[]byte // from scratchPool, returned by release
+}
+
+// scratchBuffer returns the pooled scratch buffer, emptied.
+func (s *scanner) scratchBuffer() []byte {
+	if s.scratch == nil {
+		s.scratch = scratchPool.Get().(*[]byte)
+	}
+	return (*s.scratch)[:0]
+}
+
+// release returns the scratch buffer (grown to its last use) to the pool.
+func (s *scanner) release() {
+	if s.scratch != nil {
+		scratchPool.Put(s.scratch)
+		s.scratch = nil
+	}
 }
 
 // buffer returns b emptied, allocated on first use with room for the whole body: decoded text
@@ -113,11 +137,12 @@ func (s *scanner) request() (parsedBody, error) {
 	if s.peek() != 0 {
 		return parsedBody{}, errSyntax // trailing data
 	}
-	if len(prompt) == 0 {
-		out.Prompt = string(messages)
-	} else {
-		out.Prompt = string(append(prompt, messages...))
+	if len(prompt) > 0 {
+		messages = append(prompt, messages...)
 	}
+	// messages is this call's own buffer and is never written again: the prompt string shares
+	// its bytes instead of copying them (as strings.Builder does).
+	out.Prompt = unsafe.String(unsafe.SliceData(messages), len(messages))
 	return out, nil
 }
 
@@ -251,10 +276,9 @@ func (s *scanner) messages() ([]byte, error) {
 		return nil, errSyntax
 	}
 	b := s.buffer(nil)
-	var content []byte
 	err := s.array(func(int) error {
 		var role string
-		content = content[:0]
+		var content []byte
 		switch s.peek() {
 		case 'n': // a null message decodes as an empty one
 			if err := s.literal("null"); err != nil {
@@ -267,7 +291,8 @@ func (s *scanner) messages() ([]byte, error) {
 				case "role":
 					role, err = s.nullableString()
 				case "content":
-					content, err = s.content(s.buffer(content))
+					content, err = s.content(s.scratchBuffer())
+					*s.scratch = content[:0] // the pool keeps the buffer as grown
 				default:
 					err = s.skip()
 				}

@@ -211,6 +211,23 @@ func TestParseBodyMatchesReference(t *testing.T) {
 	}
 }
 
+// The prompt shares its parse's buffer and message contents pass through a pooled one: results
+// kept across many parses must still be what each body says.
+func TestParsedPromptsStayIntact(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	bodies := make([]string, 500)
+	got := make([]parsedBody, len(bodies))
+	for i := range bodies {
+		bodies[i] = randomBody(r)
+		got[i] = parseBody([]byte(bodies[i]))
+	}
+	for i, body := range bodies {
+		if want := referenceParseBody([]byte(body)); got[i] != want {
+			t.Fatalf("body %d %s, after later parses:\n got  %+v\n want %+v", i, body, got[i], want)
+		}
+	}
+}
+
 func FuzzParseBody(f *testing.F) {
 	for _, s := range []string{`{"model":"m","prompt":"abc"}`, `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}`, `{"prompt":[1,[2,"x"]]}`} {
 		f.Add([]byte(s))

@@ -187,10 +187,15 @@ func (s *Server) handle(ctx context.Context, st *stream, req *extprocv3.Processi
 		if st.decided {
 			return false, st.send(bodyPassThrough(s.opts.BodyMode, v.RequestBody))
 		}
-		if st.body == nil && v.RequestBody.GetEndOfStream() {
-			st.body = v.RequestBody.GetBody() // the whole body in one message: no copy
-		} else {
-			st.body = append(st.body, v.RequestBody.GetBody()...)
+		switch chunk := v.RequestBody.GetBody(); {
+		case st.body == nil && v.RequestBody.GetEndOfStream():
+			st.body = chunk // the whole body in one message: no copy
+		case st.body == nil:
+			// One allocation for the whole body when the proxy forwarded its length.
+			st.body = make([]byte, 0, max(len(chunk), min(contentLength(st.headers), s.opts.MaxBodyBytes+1)))
+			st.body = append(st.body, chunk...)
+		default:
+			st.body = append(st.body, chunk...)
 		}
 		if len(st.body) > s.opts.MaxBodyBytes {
 			return true, st.send(immediate(http.StatusRequestEntityTooLarge,
@@ -231,6 +236,15 @@ func (s *Server) handle(ctx context.Context, st *stream, req *extprocv3.Processi
 			ResponseTrailers: &extprocv3.TrailersResponse{}}})
 	}
 	return false, status.Errorf(codes.InvalidArgument, "unexpected ext_proc message %T", req.Request)
+}
+
+// contentLength is the request's content-length header, 0 when absent or not a number.
+func contentLength(headers map[string]string) int {
+	n, err := strconv.Atoi(headers["content-length"])
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // checkOrder rejects streams that no proxy configured for this protocol sends: every HTTP

@@ -476,6 +476,19 @@ func TestLargeBodyIsStreamedBackInChunks(t *testing.T) {
 	}
 }
 
+// The body buffer is sized from content-length; a length that is wrong, absurd or not a
+// number changes nothing but that.
+func TestContentLengthOnlySizesTheBody(t *testing.T) {
+	h := newHarness(t, "", nil, endpoint("10.0.0.1:8000", 0, 0))
+	for _, length := range []string{"5", strconv.Itoa(len(chatBody)), "99999999999", "-3", "many"} {
+		s := h.open(t)
+		sendRequest(t, s, chatBody, nil, "content-length", length)
+		if dest := expectRouted(t, s, chatBody); dest != "10.0.0.1:8000" {
+			t.Fatalf("content-length %s: destination %s", length, dest)
+		}
+	}
+}
+
 func TestOversizedBodyIs413(t *testing.T) {
 	h := newHarness(t, "", func(o *Options) { o.MaxBodyBytes = 16 }, endpoint("10.0.0.1:8000", 0, 0))
 	s := h.open(t)

@@ -200,7 +200,7 @@ func run(bo benchOptions) error {
 			"server process's CPU time per pick; srv-p99 the EPP's own p99 from request complete to decision.")
 	}
 	// The load generator stands in for Envoy, which has no garbage collector: no collection
-	// while measuring (see the package comment); runGC collects between runs.
+	// while measuring (see the package comment); runtime.GC() collects between rates.
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(loadGeneratorMemoryLimit)
 	fmt.Printf("%-6s %9s %8s %7s %6s %8s %8s %8s %8s %9s %9s %11s\n",

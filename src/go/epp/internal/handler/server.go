@@ -191,8 +191,9 @@ func (s *Server) handle(ctx context.Context, st *stream, req *extprocv3.Processi
 		case st.body == nil && v.RequestBody.GetEndOfStream():
 			st.body = chunk // the whole body in one message: no copy
 		case st.body == nil:
-			// One allocation for the whole body when the proxy forwarded its length.
-			st.body = make([]byte, 0, max(len(chunk), min(contentLength(st.headers), s.opts.MaxBodyBytes+1)))
+			// One allocation for the whole body when the proxy forwarded its length, up to
+			// maxPreallocBytes: a client may announce megabytes and send them slowly, or never.
+			st.body = make([]byte, 0, max(len(chunk), min(contentLength(st.headers), maxPreallocBytes)))
 			st.body = append(st.body, chunk...)
 		default:
 			st.body = append(st.body, chunk...)
@@ -237,6 +238,10 @@ func (s *Server) handle(ctx context.Context, st *stream, req *extprocv3.Processi
 	}
 	return false, status.Errorf(codes.InvalidArgument, "unexpected ext_proc message %T", req.Request)
 }
+
+// maxPreallocBytes bounds what a request's content-length reserves before its body arrives;
+// chat requests are far smaller, larger bodies grow as they arrive.
+const maxPreallocBytes = 256 << 10
 
 // contentLength is the request's content-length header, 0 when absent or not a number.
 func contentLength(headers map[string]string) int {

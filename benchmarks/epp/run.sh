@@ -5,8 +5,9 @@
 # gRPC at rising rates (open loop, as Envoy sends them) and prints picks/s and p50/p90/p99 pick
 # latency per rate, the EPP's own server-side p99, and the same load against a do-nothing
 # ext_proc server ("floor": what gRPC, the load generator and the machine cost anyway). The
-# servers and the load generator run on separate CPUs (--server-cpus). It ends by itself
-# (about 50 s with the defaults) and stops what it started. Arguments are passed on, e.g.:
+# servers and the load generator run on separate CPUs (--server-cpus), and pantsd is stopped
+# once the binaries are built (see below). It ends by itself (about 50 s with the defaults) and
+# stops what it started. Arguments are passed on, e.g.:
 #
 #   benchmarks/epp/run.sh --rates 250,500,1000,2000 --duration 5s --endpoints 8
 #   benchmarks/epp/run.sh --fail-on-goal          # exit 1 if p99 > 1 ms at 1000 picks/s
@@ -27,5 +28,19 @@ if [[ -n "${EPP_BENCH_GO:-}" ]]; then
 else
   ./pants package src/go/epp/cmd/epp:epp src/go/epp/cmd/epp-bench:epp-bench >&2
   bench="dist/src.go.epp.cmd.epp-bench/epp-bench" epp="dist/src.go.epp.cmd.epp/epp"
+  # pantsd extends its cache leases about every 80 s, a second or so of CPU on every core: on
+  # a small machine that lands in a measurement as a 100+ ms stall. Stop it (the next ./pants
+  # starts it again); EPP_BENCH_KEEP_PANTSD=1 keeps it.
+  if [[ -z "${EPP_BENCH_KEEP_PANTSD:-}" ]]; then
+    for pidfile in .pids/*/pantsd/pid; do
+      [[ -f "$pidfile" ]] || continue
+      pid="$(cat "$pidfile")"
+      if [[ "$(cat "/proc/$pid/cmdline" 2>/dev/null | tr '\0' ' ')" == pantsd* ]]; then
+        echo "run.sh: stopping pantsd (pid $pid) for the measurement; EPP_BENCH_KEEP_PANTSD=1 keeps it" >&2
+        kill -TERM "$pid"
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      fi
+    done
+  fi
 fi
 exec "$bench" --epp "$epp" "$@"

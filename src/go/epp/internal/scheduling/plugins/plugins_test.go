@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -347,5 +348,79 @@ func TestRegistry(t *testing.T) {
 	}
 	if _, ok := mustNew(t, SingleProfileHandlerType, "").(ProfileHandler); !ok {
 		t.Fatal("single-profile-handler is not a ProfileHandler")
+	}
+}
+
+// hashLRU against a model of it (a slice ordered most recent first) under random adds of a
+// small hash space, so that refreshes and evictions are frequent.
+func TestHashLRUMatchesModel(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	for _, capacity := range []int{1, 2, 7, 64} {
+		l := newHashLRU(capacity)
+		var model []uint64
+		for i := 0; i < 20000; i++ {
+			h := uint64(rng.Intn(3 * capacity))
+			for j, m := range model {
+				if m == h {
+					model = append(model[:j], model[j+1:]...)
+					break
+				}
+			}
+			model = append([]uint64{h}, model...)
+			if len(model) > capacity {
+				model = model[:capacity]
+			}
+			l.add(h)
+			if l.len() != len(model) {
+				t.Fatalf("capacity %d, step %d: %d hashes, model %d", capacity, i, l.len(), len(model))
+			}
+			var order []uint64
+			for s := l.head; s != noSlot; s = l.nodes[s].next {
+				order = append(order, l.nodes[s].hash)
+			}
+			if fmt.Sprint(order) != fmt.Sprint(model) {
+				t.Fatalf("capacity %d, step %d: recency %v, model %v", capacity, i, order, model)
+			}
+			for _, m := range model {
+				if !l.contains(m) {
+					t.Fatalf("capacity %d, step %d: %d missing", capacity, i, m)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkPrefixIndexGC measures a full garbage collection with 8 endpoints' prefix indexes
+// full (the default 31,250 hashes each), which a live EPP carries through every cycle, and
+// reports the live heap they take.
+func BenchmarkPrefixIndexGC(b *testing.B) {
+	lrus := make([]*hashLRU, 8)
+	rng := rand.New(rand.NewSource(1))
+	for i := range lrus {
+		lrus[i] = newHashLRU(defaultLRUCapacityPerServer)
+		for j := 0; j < defaultLRUCapacityPerServer; j++ {
+			lrus[i].add(rng.Uint64())
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "MB-live")
+	runtime.KeepAlive(lrus)
+}
+
+// BenchmarkHashLRUAdd adds new hashes to a full LRU (an add and an eviction each).
+func BenchmarkHashLRUAdd(b *testing.B) {
+	l := newHashLRU(defaultLRUCapacityPerServer)
+	for j := 0; j < defaultLRUCapacityPerServer; j++ {
+		l.add(uint64(j))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.add(uint64(defaultLRUCapacityPerServer + i))
 	}
 }

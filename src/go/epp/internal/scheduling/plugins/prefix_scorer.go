@@ -1,7 +1,6 @@
 package plugins
 
 import (
-	"container/list"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -151,36 +150,79 @@ func (s *prefixCacheScorer) EndpointRemoved(key string) {
 }
 
 // hashLRU is a fixed-capacity set of block hashes that evicts the least recently added or
-// refreshed hash.
+// refreshed hash. The recency list lives in one slice linked by index, and the index maps to
+// slots: nothing in it is a pointer, so the garbage collector never scans the (up to
+// lruCapacityPerServer entries per endpoint) prefix index, and a full LRU adds and evicts
+// without allocating. A container/list took an element and a boxed value per hash, all of
+// which every collection had to trace.
 type hashLRU struct {
-	capacity int
-	order    *list.List // front = most recent; values are uint64
-	items    map[uint64]*list.Element
+	capacity   int
+	nodes      []lruNode        // grows to capacity; slots are reused on eviction
+	index      map[uint64]int32 // hash -> slot in nodes
+	head, tail int32            // most and least recent slot; noSlot when empty
 }
 
+type lruNode struct {
+	hash       uint64
+	prev, next int32 // towards head / towards tail; noSlot at the ends
+}
+
+const noSlot = -1
+
 func newHashLRU(capacity int) *hashLRU {
-	return &hashLRU{capacity: capacity, order: list.New(), items: make(map[uint64]*list.Element)}
+	return &hashLRU{capacity: capacity, index: make(map[uint64]int32), head: noSlot, tail: noSlot}
 }
 
 func (l *hashLRU) contains(h uint64) bool {
-	_, ok := l.items[h]
+	_, ok := l.index[h]
 	return ok
 }
 
 func (l *hashLRU) add(h uint64) {
-	if el, ok := l.items[h]; ok {
-		l.order.MoveToFront(el)
+	if slot, ok := l.index[h]; ok {
+		l.unlink(slot)
+		l.pushFront(slot)
 		return
 	}
-	l.items[h] = l.order.PushFront(h)
-	if l.order.Len() > l.capacity {
-		oldest := l.order.Back()
-		l.order.Remove(oldest)
-		delete(l.items, oldest.Value.(uint64))
+	var slot int32
+	if len(l.nodes) < l.capacity {
+		l.nodes = append(l.nodes, lruNode{})
+		slot = int32(len(l.nodes) - 1)
+	} else { // full: reuse the least recent slot
+		slot = l.tail
+		delete(l.index, l.nodes[slot].hash)
+		l.unlink(slot)
+	}
+	l.nodes[slot].hash = h
+	l.pushFront(slot)
+	l.index[h] = slot
+}
+
+func (l *hashLRU) unlink(slot int32) {
+	n := &l.nodes[slot]
+	if n.prev == noSlot {
+		l.head = n.next
+	} else {
+		l.nodes[n.prev].next = n.next
+	}
+	if n.next == noSlot {
+		l.tail = n.prev
+	} else {
+		l.nodes[n.next].prev = n.prev
 	}
 }
 
-func (l *hashLRU) len() int { return l.order.Len() }
+func (l *hashLRU) pushFront(slot int32) {
+	l.nodes[slot].prev, l.nodes[slot].next = noSlot, l.head
+	if l.head == noSlot {
+		l.tail = slot
+	} else {
+		l.nodes[l.head].prev = slot
+	}
+	l.head = slot
+}
+
+func (l *hashLRU) len() int { return len(l.index) }
 
 // matchedPrefix returns how many leading hashes of chain the LRU holds.
 //

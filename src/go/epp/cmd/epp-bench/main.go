@@ -167,7 +167,7 @@ func run(bo benchOptions) error {
 		return err
 	}
 	defer epp.stop()
-	grpcAddr, metricsAddr := epp.addrs["ext_proc"], epp.addrs["metrics"]
+	grpcAddr, metricsAddr := epp.addrs[app.ExtProcAddrKey], epp.addrs[app.MetricsAddrKey]
 	if err := waitReady(metricsAddr, bo.endpoints, 10*time.Second); err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func run(bo benchOptions) error {
 			return err
 		}
 		defer floor.stop()
-		if floorClients, err = dial(floor.addrs["ext_proc"], bo.conns); err != nil {
+		if floorClients, err = dial(floor.addrs[app.ExtProcAddrKey], bo.conns); err != nil {
 			return err
 		}
 		fmt.Println("server \"epp\" is the endpoint picker; \"floor\" is a do-nothing ext_proc server (its own process too) under the same\n" +
@@ -478,7 +478,7 @@ type server struct {
 }
 
 // startServer runs bin and waits for the log line in which it names its bound addresses
-// (`msg="... serving" ext_proc=HOST:PORT ...`); its later warnings and errors go to stderr.
+// (app.ServingMessage or floorServingMessage); its later warnings and errors go to stderr.
 func startServer(name string, pin *pinning, bin string, args ...string) (*server, error) {
 	cmd := exec.Command(bin, args...)
 	// The servers must not outlive the benchmark, even when it is killed.
@@ -528,9 +528,13 @@ func startServer(name string, pin *pinning, bin string, args ...string) (*server
 	}
 }
 
-// servingAddrs parses the key=value fields of a slog text line that reports bound addresses.
+// floorServingMessage is the floor's startup log line, like the EPP's app.ServingMessage.
+const floorServingMessage = "floor serving"
+
+// servingAddrs parses the key=value fields of the slog text line in which the EPP or the floor
+// reports its bound addresses; nil for any other line.
 func servingAddrs(line string) map[string]string {
-	if !strings.Contains(line, " serving\"") || !strings.Contains(line, " ext_proc=") {
+	if !strings.Contains(line, `msg="`+app.ServingMessage+`"`) && !strings.Contains(line, `msg="`+floorServingMessage+`"`) {
 		return nil
 	}
 	addrs := map[string]string{}
@@ -538,6 +542,9 @@ func servingAddrs(line string) map[string]string {
 		if k, v, ok := strings.Cut(field, "="); ok {
 			addrs[k] = v
 		}
+	}
+	if addrs[app.ExtProcAddrKey] == "" {
+		return nil
 	}
 	return addrs
 }
@@ -633,7 +640,7 @@ func serveFloor() error {
 		<-ctx.Done()
 		srv.Stop()
 	}()
-	slog.New(slog.NewTextHandler(os.Stderr, nil)).Info("floor serving", "ext_proc", lis.Addr().String())
+	slog.New(slog.NewTextHandler(os.Stderr, nil)).Info(floorServingMessage, app.ExtProcAddrKey, lis.Addr().String())
 	return srv.Serve(lis)
 }
 

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
+
+	"dynamo-images.local/epp/internal/app"
 )
 
 func TestParseCPUList(t *testing.T) {
@@ -18,9 +23,12 @@ func TestParseCPUList(t *testing.T) {
 	}
 }
 
+// The EPP's real startup line, from its logger.
 func TestServingAddrs(t *testing.T) {
-	line := `time=2026-11-25T20:43:28.031Z level=INFO msg="endpoint picker serving" ext_proc=127.0.0.1:40423 health=127.0.0.1:41257 metrics=127.0.0.1:46735`
-	got := servingAddrs(line)
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info(app.ServingMessage,
+		app.ExtProcAddrKey, "127.0.0.1:40423", app.HealthAddrKey, "127.0.0.1:41257", app.MetricsAddrKey, "127.0.0.1:46735")
+	got := servingAddrs(strings.TrimSpace(buf.String()))
 	if got["ext_proc"] != "127.0.0.1:40423" || got["metrics"] != "127.0.0.1:46735" {
 		t.Errorf("servingAddrs = %v", got)
 	}

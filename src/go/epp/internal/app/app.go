@@ -313,6 +313,15 @@ func (a *App) listen() error {
 	return nil
 }
 
+// The startup log line that names the bound addresses (with port 0 the only way another
+// process learns them; the benchmark reads it).
+const (
+	ServingMessage = "endpoint picker serving"
+	ExtProcAddrKey = "ext_proc"
+	HealthAddrKey  = "health"
+	MetricsAddrKey = "metrics"
+)
+
 // Addrs returns the bound ext_proc, health and metrics addresses.
 func (a *App) Addrs() (grpcAddr, healthAddr, metricsAddr string) {
 	return a.grpcLis.Addr().String(), a.healthLis.Addr().String(), a.metricsLis.Addr().String()
@@ -349,7 +358,7 @@ func (a *App) Run(ctx context.Context) error {
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	grpcAddr, healthAddr, metricsAddr := a.Addrs()
-	a.logger.Info("endpoint picker serving", "ext_proc", grpcAddr, "health", healthAddr, "metrics", metricsAddr)
+	a.logger.Info(ServingMessage, ExtProcAddrKey, grpcAddr, HealthAddrKey, healthAddr, MetricsAddrKey, metricsAddr)
 
 	var runErr error
 	select {

@@ -143,8 +143,11 @@ def install_entry_points(venv: Path) -> None:
     """
     (native,) = venv.glob("lib/python3.*/site-packages/pants/bin/native_client")
     client = venv / "bin" / "pants-client"
-    shutil.copyfile(native, client)
-    client.chmod(0o755)
+    # Replaced by rename, never rewritten in place: another Pants run may be executing it.
+    staged = client.with_name(client.name + ".new")
+    shutil.copyfile(native, staged)
+    staged.chmod(0o755)
+    staged.replace(client)
 
     (site_packages,) = venv.glob("lib/python3.*/site-packages")
     base = (venv / "bin" / "python3").resolve()  # the venv's python links to its base
@@ -317,13 +320,15 @@ def env_name(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p).upper() for p in parts)
 
 
-def build_env(lock_dir: Path) -> list[str]:
-    """`NAME=value` lines: each lock's digest and the versions of LABELLED_PACKAGES in it."""
+def build_env(build_root: Path) -> list[str]:
+    """`NAME=value` lines: each resolve's lock digest and the versions of LABELLED_PACKAGES in it,
+    named by the resolve (pants.toml [python.resolves]), as framework_image() reads them."""
     import json
 
     lines = []
-    for lock in sorted(lock_dir.glob("*.lock")):
-        resolve = lock.stem
+    resolves = load_pants_toml()["python"]["resolves"]
+    for resolve, lock_path in sorted(resolves.items()):
+        lock = build_root / lock_path
         lines.append(f"DYNAMO_LOCK_DIGEST_{env_name(resolve)}=sha256:{sha256_of(lock)}")
         # Pants lockfiles are JSON after a header of `//` comment lines.
         body = "\n".join(
@@ -349,7 +354,7 @@ def main() -> int:
     entry_cmd = sub.add_parser("entry-points")
     entry_cmd.add_argument("venv", type=Path)
     env_cmd = sub.add_parser("build-env")
-    env_cmd.add_argument("lock_dir", type=Path)
+    env_cmd.add_argument("build_root", type=Path)
     args = parser.parse_args()
     try:
         if args.phase == "venv":
@@ -357,7 +362,7 @@ def main() -> int:
         elif args.phase == "entry-points":
             install_entry_points(args.venv)
         elif args.phase == "build-env":
-            print("\n".join(f"export {line}" for line in build_env(args.lock_dir)))
+            print("\n".join(f"export {line}" for line in build_env(args.build_root)))
         else:
             prepare_tools(args.tools_dir)
     except BootstrapError as e:

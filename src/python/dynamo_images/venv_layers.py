@@ -1,82 +1,221 @@
 """Split a virtualenv into per-layer trees by distribution, for separate Docker layers.
 
-A deps PEX unpacks into one venv; Docker can only cache it as one layer. Moving the files of
-some distributions (e.g. ai-dynamo and ai-dynamo-runtime, which change with every Dynamo release)
-into a parallel tree lets the image COPY each tree as its own layer into the same venv path, so a
-Dynamo upgrade does not resend the other third-party packages, and vice versa.
+A deps PEX unpacks into one venv, which Docker could only cache as one layer: every lock change
+would resend all of it, and an engine venv is too big for one layer to pull well. This script
+moves each installed distribution's files (its RECORD, plus the bytecode compiled for them) into
+one of the layer slots of the groups it is given (VENV_LAYER_GROUPS in pants-plugins/macros.py,
+least-changing first). The image COPYs each slot
+(`/layers/<slot>/`) into the same venv path as its own layer, so:
+  - a Dynamo upgrade or a lock change resends only the slots whose distributions changed;
+  - two engines' images with the same CUDA/torch wheels get identical slot trees (the assignment
+    depends only on the installed distributions), which Docker can store once;
+  - no layer exceeds MAX_LAYER_BYTES.
+Each slot also holds `.dynamo-layers/<slot>.json` (its distributions and size), read by the layer
+report (`dynamo-images inspect`).
 
 Run by the image build with the base image's python and nothing but the standard library:
-    python3 venv_layers.py VENV DEST DIST [DIST ...]
-moves every file that DIST's installed RECORD lists from VENV to the same relative path under DEST.
+    python3 venv_layers.py VENV DEST --groups 'cuda:5:nvidia-*,cuda-* torch:1:torch ... rest:4:*'
+
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import fnmatch
+import json
 import re
 import shutil
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+# Upstream split its venv for parallel pulls (ai-dynamo/dynamo PR #5494); registries and Docker
+# pull layers of this size well.
+MAX_LAYER_BYTES = 1_500_000_000
+# The slot holding files no distribution owns (the venv's python links, pyvenv.cfg, pex's files).
+VENV_SLOT = "venv"
+MANIFEST_DIR = ".dynamo-layers"
 
 
 def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def find_dist_info(site_packages: Path, dist: str) -> Path:
-    matches = [
-        p
-        for p in site_packages.glob("*.dist-info")
-        if normalize(p.name.split("-")[0]) == normalize(dist)
-    ]
-    if len(matches) != 1:
-        found = sorted(p.name for p in site_packages.glob("*.dist-info"))
-        raise SystemExit(
-            f"venv_layers: expected one installed {dist!r} in {site_packages},"
-            f" found {len(matches)} (have: {', '.join(found)})"
-        )
-    return matches[0]
+@dataclass(frozen=True)
+class Group:
+    """Distributions that share layer slots `<name>-1` ... `<name>-<slots>` (or `<name>`)."""
+
+    name: str
+    slots: int
+    patterns: tuple[str, ...]  # fnmatch patterns of normalized names; "*" takes the rest
+
+    def slot_names(self) -> list[str]:
+        if self.slots == 1:
+            return [self.name]
+        return [f"{self.name}-{i}" for i in range(1, self.slots + 1)]
+
+    def matches(self, dist: str) -> bool:
+        return any(fnmatch.fnmatchcase(dist, normalize(p)) for p in self.patterns)
 
 
-def dist_files(site_packages: Path, dist: str) -> list[Path]:
-    """Files (relative to site-packages, possibly ../../../bin/x) that the distribution owns."""
-    dist_info = find_dist_info(site_packages, dist)
+def parse_groups(spec: str) -> tuple[Group, ...]:
+    """`name:slots:pattern,pattern name:slots:-` (the form pants-plugins/macros.py writes)."""
+    groups = []
+    for word in spec.split():
+        try:
+            name, slots, patterns = word.split(":")
+            group = Group(name, int(slots), tuple(p for p in patterns.split(",") if p != "-"))
+        except ValueError:
+            raise SystemExit(f"venv_layers: bad group {word!r}; expected NAME:SLOTS:PATTERN,...")
+        if group.slots < 1 or group.name == VENV_SLOT:
+            raise SystemExit(f"venv_layers: bad group {word!r}")
+        groups.append(group)
+    if sum("*" in g.patterns for g in groups) != 1:
+        raise SystemExit("venv_layers: exactly one group must take the rest ('*')")
+    return tuple(groups)
+
+
+def group_of(groups: tuple[Group, ...], dist: str) -> Group:
+    named = [g for g in groups if "*" not in g.patterns and g.matches(dist)]
+    return named[0] if named else next(g for g in groups if "*" in g.patterns)
+
+
+def slot_names(groups: tuple[Group, ...]) -> list[str]:
+    """Every slot, in image order (the VENV_SLOT last)."""
+    return [slot for group in groups for slot in group.slot_names()] + [VENV_SLOT]
+
+
+def find_dist_infos(site_packages: Path) -> dict[str, Path]:
+    return {
+        normalize(p.name.split("-")[0]): p for p in sorted(site_packages.glob("*.dist-info"))
+    }
+
+
+def dist_files(site_packages: Path, dist_info: Path) -> list[Path]:
+    """Files (relative to site-packages, possibly ../../../bin/x) that the distribution owns,
+    with the bytecode compiled for its modules."""
     with (dist_info / "RECORD").open(newline="") as f:
-        listed = [Path(row[0]) for row in csv.reader(f) if row]
-    return sorted(
-        set(listed) | {p.relative_to(site_packages) for p in dist_info.rglob("*") if p.is_file()}
-    )
+        listed = {Path(row[0]) for row in csv.reader(f) if row}
+    listed |= {p.relative_to(site_packages) for p in dist_info.rglob("*") if p.is_file()}
+    compiled = set()
+    for rel in listed:
+        if rel.suffix == ".py":
+            cache = site_packages / rel.parent / "__pycache__"
+            compiled |= {p.relative_to(site_packages) for p in cache.glob(f"{rel.stem}.*.pyc")}
+    return sorted(listed | compiled)
 
 
-def split(venv: Path, dest: Path, dists: list[str]) -> list[Path]:
-    site_packages = next(venv.glob("lib/python*/site-packages"))
-    moved: list[Path] = []
-    for dist in dists:
-        for rel in dist_files(site_packages, dist):
-            source = (site_packages / rel).resolve()
-            if not source.is_file():
-                continue  # RECORD also lists .pyc files that were never compiled
-            target = dest / source.relative_to(venv.resolve())
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(source), str(target))
-            moved.append(target)
-    # Leave no empty package folders behind in the source venv.
+def _existing(site_packages: Path, venv: Path, rels: Iterable[Path]) -> list[Path]:
+    """Venv-relative paths of the files that exist (RECORD may list files never written, and two
+    distributions may list the same file: the first one takes it)."""
+    out = []
+    for rel in rels:
+        source = (site_packages / rel).resolve()
+        if source.is_file() and not source.is_symlink():
+            out.append(source.relative_to(venv.resolve()))
+    return out
+
+
+def assign_slots(sizes: dict[str, int], groups: tuple[Group, ...]) -> dict[str, list[str]]:
+    """Distribution name -> slot: the first matching group, then the first of its slots with room
+    (distributions in name order), so the result depends only on the installed set."""
+    slots: dict[str, list[str]] = {slot: [] for slot in slot_names(groups)}
+    used = {slot: 0 for slot in slots}
+    for dist in sorted(sizes):
+        group = group_of(groups, dist)
+        if sizes[dist] > MAX_LAYER_BYTES:
+            raise SystemExit(
+                f"venv_layers: {dist} alone is {sizes[dist] / 1e9:.2f} GB, over the"
+                f" {MAX_LAYER_BYTES / 1e9:.1f} GB layer limit"
+            )
+        slot = next(
+            (s for s in group.slot_names() if used[s] + sizes[dist] <= MAX_LAYER_BYTES), None
+        )
+        if slot is None:
+            total = sum(sizes[d] for d in sizes if group_of(groups, d) == group)
+            raise SystemExit(
+                f"venv_layers: group {group.name!r} holds {total / 1e9:.2f} GB, more than its"
+                f" {group.slots} slots of {MAX_LAYER_BYTES / 1e9:.1f} GB; give it more slots in"
+                " VENV_LAYER_GROUPS (pants-plugins/macros.py)"
+            )
+        slots[slot].append(dist)
+        used[slot] += sizes[dist]
+    return slots
+
+
+def _move(venv: Path, dest: Path, rel: Path) -> None:
+    target = dest / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(venv / rel), str(target))
+
+
+def _remove_empty_dirs(root: Path) -> None:
     for folder in sorted(
-        (p for p in site_packages.rglob("*") if p.is_dir()),
+        (p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()),
         key=lambda p: len(p.parts),
         reverse=True,
     ):
         if not any(folder.iterdir()):
             folder.rmdir()
-    return moved
+
+
+def split_into_slots(venv: Path, dest: Path, groups: tuple[Group, ...]) -> dict[str, dict]:
+    """Empty `venv` into `dest/<slot>` trees; returns each slot's manifest."""
+    site_packages = next(venv.glob("lib/python*/site-packages"))
+    files: dict[str, list[Path]] = {}
+    versions: dict[str, str] = {}
+    for dist, info in find_dist_infos(site_packages).items():
+        files[dist] = _existing(site_packages, venv, dist_files(site_packages, info))
+        versions[dist] = info.name[: -len(".dist-info")].split("-", 1)[1]
+    # A file two distributions list belongs to the first (pex venv --collisions-ok kept one).
+    seen: set[Path] = set()
+    for dist in sorted(files):
+        files[dist] = [rel for rel in files[dist] if rel not in seen]
+        seen |= set(files[dist])
+    sizes = {dist: sum((venv / rel).stat().st_size for rel in rels) for dist, rels in files.items()}
+    slots = assign_slots(sizes, groups)
+    manifests = {}
+    for slot, dists in slots.items():
+        (dest / slot).mkdir(parents=True, exist_ok=True)
+        for dist in dists:
+            for rel in files[dist]:
+                _move(venv, dest / slot, rel)
+        manifests[slot] = {
+            "slot": slot,
+            "bytes": sum(sizes[d] for d in dists),
+            "distributions": {d: versions[d] for d in dists},
+        }
+    _remove_empty_dirs(venv)
+    # What is left (interpreter links, pyvenv.cfg, pex's venv files) is the last venv layer.
+    rest = [p for p in venv.rglob("*") if not p.is_dir() or p.is_symlink()]
+    manifests[VENV_SLOT]["bytes"] = sum(p.lstat().st_size for p in rest)
+    manifests[VENV_SLOT]["paths"] = sorted(str(p.relative_to(venv)) for p in rest)
+    for rel in sorted(p.relative_to(venv) for p in rest):
+        _move(venv, dest / VENV_SLOT, rel)
+    _remove_empty_dirs(venv)
+    for slot, manifest in manifests.items():
+        if manifest["bytes"] > MAX_LAYER_BYTES:
+            raise SystemExit(f"venv_layers: slot {slot} is {manifest['bytes'] / 1e9:.2f} GB")
+        path = dest / slot / MANIFEST_DIR / f"{slot}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifests
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 3:
-        print(__doc__.strip().splitlines()[-3], file=sys.stderr)
-        return 2
-    moved = split(Path(argv[0]), Path(argv[1]), argv[2:])
-    print(f"venv_layers: moved {len(moved)} files of {', '.join(argv[2:])} to {argv[1]}")
+    parser = argparse.ArgumentParser(prog="venv_layers.py", description=__doc__.split("\n")[0])
+    parser.add_argument("venv", type=Path)
+    parser.add_argument("dest", type=Path)
+    parser.add_argument(
+        "--groups", required=True, help="layer groups in image order: NAME:SLOTS:PATTERN,... ..."
+    )
+    args = parser.parse_args(argv)
+    manifests = split_into_slots(args.venv, args.dest, parse_groups(args.groups))
+    for slot, manifest in manifests.items():
+        names = manifest.get("distributions") or {}
+        print(f"venv_layers: {slot:14} {manifest['bytes'] / 1e6:9.1f} MB  {len(names)} dists")
     return 0
 
 

@@ -1,15 +1,27 @@
 import base64
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
-from dynamo_images.venv_layers import split
+from dynamo_images.venv_layers import (
+    MAX_LAYER_BYTES,
+    VENV_SLOT,
+    assign_slots,
+    main,
+    parse_groups,
+    slot_names,
+    split_into_slots,
+)
+
+# The form pants-plugins/macros.py writes (VENV_LAYER_GROUPS, engine "vllm").
+SPEC = "cuda:2:nvidia-*,cuda-* torch:1:torch engine:1:vllm third-party:2:* dynamo:1:ai-dynamo"
 
 
-def install(site: Path, dist: str, files: dict[str, bytes]) -> None:
+def install(site: Path, dist: str, files: dict[str, bytes], version: str = "1.0") -> None:
     """Lay out an installed distribution the way pip/pex do, with a RECORD."""
-    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
     rows = []
     for rel, data in {**files, f"{info.name}/METADATA": b"Name: " + dist.encode()}.items():
@@ -22,28 +34,90 @@ def install(site: Path, dist: str, files: dict[str, bytes]) -> None:
     (info / "RECORD").write_text("\n".join(rows) + "\n")
 
 
-def test_moves_only_the_named_distributions(tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
+def make_venv(root: Path) -> Path:
+    venv = root / "venv"
     site = venv / "lib/python3.11/site-packages"
-    install(
-        site, "ai-dynamo", {"dynamo/frontend/__init__.py": b"x", "../../../bin/dynamo-run": b"#!"}
+    install(site, "nvidia-cublas", {"nvidia/cublas/lib/libcublas.so": b"c" * 10})
+    install(site, "torch", {"torch/__init__.py": b"t"}, "2.13.0")
+    install(site, "vllm", {"vllm/__init__.py": b"v", "../../../bin/vllm": b"#!"}, "0.31.0")
+    install(site, "requests", {"requests/__init__.py": b"r"})
+    install(site, "ai-dynamo", {"dynamo/frontend/__init__.py": b"d"}, "1.6.1")
+    # Bytecode compiled after the install (not in RECORD) goes with its module.
+    (site / "torch/__pycache__").mkdir()
+    (site / "torch/__pycache__/__init__.cpython-311.pyc").write_bytes(b"pyc")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "bin/python").symlink_to("/usr/bin/python3.11")
+    return venv
+
+
+def test_each_distribution_lands_in_its_group(tmp_path: Path) -> None:
+    venv = make_venv(tmp_path)
+    groups = parse_groups(SPEC)
+    manifests = split_into_slots(venv, tmp_path / "layers", groups)
+    layers = tmp_path / "layers"
+    site = "lib/python3.11/site-packages"
+    assert (layers / "cuda-1" / site / "nvidia/cublas/lib/libcublas.so").exists()
+    assert (layers / "torch" / site / "torch/__init__.py").exists()
+    assert (layers / "torch" / site / "torch/__pycache__/__init__.cpython-311.pyc").exists()
+    assert (layers / "engine/bin/vllm").exists()
+    assert (layers / "third-party-1" / site / "requests/__init__.py").exists()
+    assert (layers / "dynamo" / site / "dynamo/frontend/__init__.py").exists()
+    # What no distribution owns is the last slot; the venv is left empty.
+    assert (layers / VENV_SLOT / "pyvenv.cfg").exists()
+    assert (layers / VENV_SLOT / "bin/python").is_symlink()
+    assert not venv.exists() or not any(venv.rglob("*"))
+    assert manifests["engine"]["distributions"] == {"vllm": "0.31.0"}
+    assert manifests["cuda-2"]["distributions"] == {}
+    assert manifests[VENV_SLOT]["paths"] == ["bin/python", "pyvenv.cfg"]
+    # Every slot carries its manifest (for the layer report), empty slots too.
+    assert sorted(p.name for p in layers.iterdir()) == sorted(slot_names(groups))
+    on_disk = json.loads((layers / "torch/.dynamo-layers/torch.json").read_text())
+    assert on_disk["distributions"] == {"torch": "2.13.0"}
+    torch_files = [p for p in (layers / "torch").rglob("*") if p.is_file()]
+    assert on_disk["bytes"] == sum(
+        p.stat().st_size for p in torch_files if ".dynamo-layers" not in p.parts
     )
-    install(site, "requests", {"requests/__init__.py": b"y"})
-    moved = split(venv, tmp_path / "layer", ["ai_dynamo"])
-
-    layer = tmp_path / "layer"
-    assert (layer / "lib/python3.11/site-packages/dynamo/frontend/__init__.py").read_bytes() == b"x"
-    assert (layer / "bin/dynamo-run").exists()
-    assert (layer / "lib/python3.11/site-packages/ai_dynamo-1.0.dist-info/RECORD").exists()
-    assert not (site / "dynamo").exists(), "emptied package folders are removed"
-    assert (site / "requests/__init__.py").exists()
-    assert len(moved) == 4
 
 
-def test_unknown_distribution_is_an_error(tmp_path: Path) -> None:
-    site = tmp_path / "venv/lib/python3.11/site-packages"
-    install(site, "requests", {"requests/__init__.py": b"y"})
-    with pytest.raises(
-        SystemExit, match="expected one installed 'ai-dynamo'.*have: requests-1.0.dist-info"
-    ):
-        split(tmp_path / "venv", tmp_path / "layer", ["ai-dynamo"])
+def test_assignment_depends_only_on_the_installed_set() -> None:
+    """Another engine's image with the same CUDA wheels gets the same CUDA slots."""
+    groups = parse_groups(SPEC.replace("vllm", "sglang"))
+    cuda = {"nvidia-cublas": 900_000_000, "nvidia-cudnn": 800_000_000, "cuda-bindings": 10}
+    vllm_like = assign_slots({**cuda, "vllm": 5, "ray": 7}, parse_groups(SPEC))
+    sglang_like = assign_slots({**cuda, "sglang": 5, "orjson": 1}, groups)
+    for slot in ("cuda-1", "cuda-2", "torch"):
+        assert vllm_like[slot] == sglang_like[slot]
+    # Name order, first slot with room: cublas does not fit beside cudnn.
+    assert vllm_like["cuda-1"] == ["cuda-bindings", "nvidia-cublas"]
+    assert vllm_like["cuda-2"] == ["nvidia-cudnn"]
+    assert sglang_like["engine"] == ["sglang"]
+
+
+def test_a_group_that_outgrows_its_slots_is_an_error() -> None:
+    half = MAX_LAYER_BYTES // 2 + 1
+    with pytest.raises(SystemExit, match="group 'cuda' holds 2.25 GB, more than its 2 slots"):
+        assign_slots({"nvidia-a": half, "nvidia-b": half, "nvidia-c": half}, parse_groups(SPEC))
+    with pytest.raises(SystemExit, match="torch alone is 1.60 GB, over the 1.5 GB layer limit"):
+        assign_slots({"torch": 1_600_000_000}, parse_groups(SPEC))
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("cuda:x:nvidia-*", "bad group 'cuda:x:nvidia-\\*'"),
+        ("cuda:1:nvidia-*", "exactly one group must take the rest"),
+        ("venv:1:* cuda:1:x", "bad group 'venv:1:\\*'"),
+        ("a:0:*", "bad group 'a:0:\\*'"),
+    ],
+)
+def test_bad_group_specs(spec: str, message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        parse_groups(spec)
+
+
+def test_main_prints_one_line_per_slot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    venv = make_venv(tmp_path)
+    assert main([str(venv), str(tmp_path / "layers"), "--groups", SPEC]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(slot_names(parse_groups(SPEC)))
+    assert out[0].startswith("venv_layers: cuda-1")

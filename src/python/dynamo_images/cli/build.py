@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
 
-from dynamo_images.cli import images
+from dynamo_images.cli import buildfiles, images
 from dynamo_images.cli.engine import connect, one_line
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
 from dynamo_images.cli.run import add_framework_argument, non_empty
@@ -46,60 +45,32 @@ class Knob:
         return self.flag.removeprefix("--").replace("-", "_")
 
 
-# The single table of knob -> environment variable. Names follow DYNAMO_<FLAG IN UPPER CASE>.
+# The single table of knob -> environment variable; each variable is read by a BUILD file
+# (framework_image() in pants-plugins/macros.py, DYNAMO_BASE_IMAGE in docker/base/BUILD), which
+# also rejects values it cannot honour. Names follow DYNAMO_<FLAG IN UPPER CASE>.
 BUILD_KNOBS = (
     Knob(
         "--platform",
         "DYNAMO_PLATFORM",
-        "linux/amd64 or linux/arm64; must be this host's (default: this host's)",
+        "linux/amd64 (the platform of the locks and base root filesystems)",
         "PLATFORM",
     ),
     Knob(
         "--cuda-version",
         "DYNAMO_CUDA_VERSION",
-        "CUDA version: 12.9 (the images' default) or 13.x",
+        "CUDA version of the engine's wheels; each framework accepts what its lock holds",
         "VERSION",
     ),
-    Knob("--base-image", "DYNAMO_BASE_IMAGE", "base image to build on", "IMAGE"),
-    Knob("--base-image-tag", "DYNAMO_BASE_IMAGE_TAG", "tag of the base image", "TAG"),
+    Knob(
+        "--base-image",
+        "DYNAMO_BASE_IMAGE",
+        "base image in the local engine instead of docker/base's Debian stage",
+        "IMAGE",
+    ),
     Knob("--enable-kvbm", "DYNAMO_ENABLE_KVBM", "build with the KV block manager"),
-    Knob(
-        "--enable-gpu-memory-service",
-        "DYNAMO_ENABLE_GPU_MEMORY_SERVICE",
-        "build with the GPU memory service",
-    ),
-    Knob(
-        "--efa-version",
-        "DYNAMO_EFA_VERSION",
-        "AWS EFA installer version (with --make-efa)",
-        "VERSION",
-    ),
-    Knob(
-        "--vllm-max-jobs",
-        "DYNAMO_VLLM_MAX_JOBS",
-        "parallel compile jobs for vLLM (vllm only)",
-        "N",
-    ),
-    Knob(
-        "--uid",
-        "DYNAMO_UID",
-        "UID of the dynamo user in local-dev images (default: yours)",
-        "UID",
-    ),
-    Knob(
-        "--gid",
-        "DYNAMO_GID",
-        "GID of the dynamo user in local-dev images (default: yours)",
-        "GID",
-    ),
-    Knob(
-        "--tensorrtllm-pip-wheel-dir",
-        "DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR",
-        "directory holding the one TensorRT-LLM wheel the trtllm image installs (trtllm only)",
-        "DIR",
-    ),
 )
 KNOBS_BY_FLAG = {knob.flag: knob for knob in BUILD_KNOBS}
+KNOB_VARIABLES = {knob.env_var for knob in BUILD_KNOBS}
 
 
 def env_var(flag: str) -> str:
@@ -113,8 +84,6 @@ SUPPORTED_PLATFORMS = {
     "aarch64": "linux/arm64",
     "arm64": "linux/arm64",
 }
-CUDA_VERSION_PATTERN = re.compile(r"^(12\.9|13\.\d+)$")
-ACCEPTED_CUDA_VERSIONS = "12.9, 13.x (e.g. 13.0)"
 
 # build.sh flags with no Pants 2.17 equivalent, each refused with what replaces it.
 REMOTE_CACHE_REPLACES = (
@@ -123,6 +92,11 @@ REMOTE_CACHE_REPLACES = (
 REFUSED_FLAGS = {
     "no_cache": "--no-cache: Pants 2.17 has no [docker] no-cache option (it arrived in 2.18); "
     "run `docker builder prune` to empty Docker's layer cache, then build again",
+    "enable_gpu_memory_service": "--enable-gpu-memory-service: upstream builds the GPU memory "
+    "service from Dynamo's sources; PyPI's ai-dynamo 1.6.1, which the images install, ships "
+    "none and no PyPI package provides it",
+    "vllm_max_jobs": "--vllm-max-jobs: vLLM is installed from its PyPI wheel (3rdparty/python/"
+    "vllm.lock), so nothing compiles it and there are no jobs to set",
     "cache_from": f"--cache-from: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
     "cache_to": f"--cache-to: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
 }
@@ -137,6 +111,11 @@ TRTLLM_FLAGS = (
     "--tensorrtllm-commit",
 )
 TRTLLM_WHEEL_GLOB = "tensorrt_llm-*.whl"
+# Why a target that upstream's build.sh had is not defined here.
+NOT_DEFINED_REASONS = {
+    "framework": "engines come prebuilt from PyPI wheels, in the runtime image's layers, so "
+    "there is no engine build stage",
+}
 TRTLLM_NEEDS_WHEEL_DIR = (
     "the trtllm image installs TensorRT-LLM from a local wheel: pass "
     "--tensorrtllm-pip-wheel-dir DIR (no TensorRT-LLM wheel is reachable from PyPI, "
@@ -178,6 +157,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 metavar=knob.metavar,
                 help=f"{knob.help} (sets {knob.env_var})",
             )
+    parser.add_argument(
+        "--base-image-tag",
+        type=non_empty,
+        metavar="TAG",
+        help="tag of --base-image (joined to it as IMAGE:TAG)",
+    )
+    parser.add_argument(
+        "--uid",
+        type=non_empty,
+        metavar="UID",
+        help="UID of the dynamo user in local-dev images (default: yours)",
+    )
+    parser.add_argument(
+        "--gid",
+        type=non_empty,
+        metavar="GID",
+        help="GID of the dynamo user in local-dev images (default: yours)",
+    )
+    parser.add_argument(
+        "--efa-version", type=non_empty, metavar="VERSION", help="with --make-efa (refused)"
+    )
+    parser.add_argument(
+        "--enable-gpu-memory-service",
+        action="store_true",
+        help="refused: PyPI's ai-dynamo ships no GPU memory service",
+    )
+    parser.add_argument(
+        "--vllm-max-jobs",
+        type=non_empty,
+        metavar="N",
+        help="refused: vLLM comes as a PyPI wheel, nothing compiles it",
+    )
+    parser.add_argument(
+        "--tensorrtllm-pip-wheel-dir",
+        type=non_empty,
+        metavar="DIR",
+        help="directory holding the one TensorRT-LLM wheel the trtllm image installs",
+    )
     parser.add_argument(
         "--build-arg",
         dest="build_args",
@@ -395,6 +412,25 @@ def _positive_int(flag: str, value: str, minimum: int) -> str:
     return str(int(value))
 
 
+def _buildable(defined: dict[str, tuple[str, ...]]) -> str:
+    return ", ".join(f"docker/{d}:{t}" for d, targets in defined.items() for t in targets)
+
+
+def _check_defined(
+    image: images.ImageRef, framework: str, defined: dict[str, tuple[str, ...]]
+) -> None:
+    """The address must be a docker_image that docker/*/BUILD defines."""
+    if image.target in defined.get(image.image_dir, ()):
+        return
+    if image.image_dir not in defined:
+        why = f"framework '{framework}' has no images yet (no docker/{image.image_dir}/BUILD)"
+    elif image.base_target in NOT_DEFINED_REASONS:
+        why = f"{image.pants_address}: {NOT_DEFINED_REASONS[image.base_target]}"
+    else:
+        why = f"{image.pants_address} is not defined in docker/{image.image_dir}/BUILD"
+    raise UsageError(f"{why}; buildable: {_buildable(defined)}")
+
+
 def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int) -> BuildPlan:
     """Validate build.sh-style arguments and translate them into a BuildPlan."""
     framework = images.normalize_framework(args.framework or images.DEFAULT_FRAMEWORK)
@@ -423,26 +459,16 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
     if args.use_sccache or args.sccache_bucket or args.sccache_region:
         raise UsageError(SCCACHE_REFUSAL)
 
-    values: dict[str, str] = {}
     trtllm_flags = _given_trtllm_flags(args)
-    if framework == "trtllm" and target != images.FRONTEND_TARGET:
-        values[env_var("--tensorrtllm-pip-wheel-dir")] = _resolve_trtllm_wheel_dir(args, cwd)
-    elif trtllm_flags:
+    if trtllm_flags and framework != "trtllm":
         raise UsageError(f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'")
-
     if args.efa_version and not args.make_efa:
         raise UsageError("--efa-version applies to EFA builds only; add --make-efa")
-    if args.vllm_max_jobs:
-        if framework != "vllm":
-            raise UsageError(f"--vllm-max-jobs applies to --framework vllm only, not '{framework}'")
-        values[env_var("--vllm-max-jobs")] = _positive_int("--vllm-max-jobs", args.vllm_max_jobs, 1)
-    if args.cuda_version:
-        if not CUDA_VERSION_PATTERN.match(args.cuda_version):
-            raise UsageError(
-                f"unsupported --cuda-version '{args.cuda_version}'; "
-                f"accepted: {ACCEPTED_CUDA_VERSIONS}"
-            )
-        values[env_var("--cuda-version")] = args.cuda_version
+    if args.vllm_max_jobs and framework != "vllm":
+        raise UsageError(f"--vllm-max-jobs applies to --framework vllm only, not '{framework}'")
+    for refused_dest, refusal in REFUSED_FLAGS.items():
+        if getattr(args, refused_dest):
+            raise UsageError(refusal)
     if args.platform:
         accepted = sorted(set(SUPPORTED_PLATFORMS.values()))
         if args.platform not in accepted:
@@ -456,34 +482,52 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
                 f"{host_platform() or platform.machine()}; "
                 f"build on an {args.platform.split('/')[1]} host"
             )
-        values[env_var("--platform")] = args.platform
-    for refused_dest, refusal in REFUSED_FLAGS.items():
-        if getattr(args, refused_dest):
-            raise UsageError(refusal)
     if args.no_tag_latest and args.push:
         raise UsageError(
             "--no-tag-latest cannot be combined with --push: ./pants publish pushes every "
             f"tag of {image.pants_address}, latest included"
         )
+    if args.base_image_tag and not args.base_image:
+        raise UsageError("--base-image-tag needs --base-image (the image it tags)")
 
+    # What exists, and each framework's knob facts, come from docker/*/BUILD themselves.
+    repo_root = find_repo_root(cwd)
+    defined = buildfiles.docker_image_targets(repo_root)
+    _check_defined(image, framework, defined)
+    facts = buildfiles.frameworks(repo_root).get(framework)
+    framework_knobs = [
+        flag for flag, given in (("--cuda-version", args.cuda_version), ("--enable-kvbm", args.enable_kvbm)) if given
+    ]
+    if framework_knobs and (facts is None or target == images.FRONTEND_TARGET):
+        raise UsageError(f"{framework_knobs[0]} applies to framework images, not {image.pants_address}")
+
+    values: dict[str, str] = {}
+    if args.platform:
+        values[env_var("--platform")] = args.platform
+    if args.cuda_version and facts:
+        if not facts.cuda_versions:
+            raise UsageError(
+                f"--cuda-version {args.cuda_version}: the {framework} image has no CUDA libraries"
+            )
+        if args.cuda_version not in facts.cuda_versions:
+            raise UsageError(
+                f"unsupported --cuda-version '{args.cuda_version}' for {framework}; accepted: "
+                f"{', '.join(facts.cuda_versions)}" + (f" ({facts.cuda_why})" if facts.cuda_why else "")
+            )
+        values[env_var("--cuda-version")] = args.cuda_version
     if args.base_image:
-        values[env_var("--base-image")] = args.base_image
-    if args.base_image_tag:
-        values[env_var("--base-image-tag")] = args.base_image_tag
-    if args.enable_kvbm:
+        reference = args.base_image + (f":{args.base_image_tag}" if args.base_image_tag else "")
+        values[env_var("--base-image")] = reference
+    if args.enable_kvbm and facts:
+        if facts.kvbm_refusal:
+            raise UsageError(f"--enable-kvbm: not available for {framework}: {facts.kvbm_refusal}")
         values[env_var("--enable-kvbm")] = "true"
-    if args.enable_gpu_memory_service:
-        values[env_var("--enable-gpu-memory-service")] = "true"
-    if args.efa_version:
-        values[env_var("--efa-version")] = args.efa_version
+    if framework == "trtllm" and target != images.FRONTEND_TARGET:
+        values["DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR"] = _resolve_trtllm_wheel_dir(args, cwd)
     if target == "local-dev":
         # As upstream: the dynamo user takes the builder's own UID/GID unless told otherwise.
-        values[env_var("--uid")] = (
-            _positive_int("--uid", args.uid, 0) if args.uid else str(host_uid)
-        )
-        values[env_var("--gid")] = (
-            _positive_int("--gid", args.gid, 0) if args.gid else str(host_gid)
-        )
+        values["DYNAMO_UID"] = _positive_int("--uid", args.uid, 0) if args.uid else str(host_uid)
+        values["DYNAMO_GID"] = _positive_int("--gid", args.gid, 0) if args.gid else str(host_gid)
 
     pants_options = []
     for build_arg in args.build_args:
@@ -498,9 +542,9 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
 
     ordered_env = tuple(
         (knob.env_var, values[knob.env_var]) for knob in BUILD_KNOBS if knob.env_var in values
-    )
+    ) + tuple((name, value) for name, value in values.items() if name not in KNOB_VARIABLES)
     return BuildPlan(
-        repo_root=find_repo_root(cwd),
+        repo_root=repo_root,
         image=image,
         knob_env=ordered_env,
         pants_options=tuple(pants_options),

@@ -7,11 +7,11 @@ import re
 import sys
 from typing import NoReturn
 
-from dynamo_images.cli import build, run
+from dynamo_images.cli import build, layers, run
 from dynamo_images.cli.errors import CliError, UsageError
 
 PROGRAM = "dynamo-images"
-COMMANDS = ("run", "build")
+COMMANDS = ("run", "build", "inspect")
 # Everything after the first `--` is the container command (run.sh's convention).
 COMMAND_SEPARATOR = "--"
 
@@ -64,6 +64,14 @@ def make_parser() -> OneLineErrorParser:
             allow_abbrev=False,
         )
     )
+    layers.add_arguments(
+        commands.add_parser(
+            "inspect",
+            help="print an image's layers: size, distributions or paths, sharing",
+            description="The per-layer report of an image in the local Docker engine.",
+            allow_abbrev=False,
+        )
+    )
     return parser
 
 
@@ -79,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return run.command(args, container_command or [])
         if container_command is not None:
-            raise UsageError("build takes no command after --")
+            raise UsageError(f"{args.command} takes no command after --")
+        if args.command == "inspect":
+            return layers.command(args)
         return build.command(args)
     except CliError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

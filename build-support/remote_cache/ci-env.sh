@@ -10,22 +10,11 @@ _stable=${DYNAMO_CI_STABLE_ROOT:-/opt/dynamo-images}
 export PANTS_CONFIG_FILES=pants.ci.toml
 
 if mkdir -p "$_stable" 2>/dev/null && [[ -w "$_stable" ]]; then
-  # ./pants makes its venv and tools (pex CLI) under this folder (default: under HOME): one fixed
-  # place, shared by every CI run on the machine whatever HOME is.
+  # ./pants makes its venv, tools (pex CLI) and the stand-in wheels' copy under this folder
+  # (default: under HOME): one fixed place, shared by every CI run on the machine whatever HOME is.
   export DYNAMO_IMAGES_CACHE="${DYNAMO_IMAGES_CACHE:-$_stable/launcher}"
-  # pants.toml points pex at the checkout's 3rdparty/python/wheels, an absolute path in every PEX
-  # build's argv: CI uses a copy at a fixed, content-addressed path (pants.ci.toml).
-  _key=$(cd "$_root/3rdparty/python/wheels" && sha256sum -- * | sha256sum | cut -c1-16)
-  export DYNAMO_CI_WHEELS_DIR="$_stable/wheels-$_key"
-  if [[ ! -d "$DYNAMO_CI_WHEELS_DIR" ]]; then
-    _tmp=$(mktemp -d "$_stable/.wheels.XXXXXX")
-    cp -p "$_root"/3rdparty/python/wheels/* "$_tmp/"
-    # Another run may have made it meanwhile: the contents are the same.
-    mv -T "$_tmp" "$DYNAMO_CI_WHEELS_DIR" 2>/dev/null || rm -rf "$_tmp"
-  fi
 else
-  echo "ci-env: cannot write $_stable; cache keys will depend on HOME and the checkout path" >&2
-  export DYNAMO_CI_WHEELS_DIR="$_root/3rdparty/python/wheels"
+  echo "ci-env: cannot write $_stable; cache keys will depend on HOME" >&2
 fi
 
 # Interpreters come from pyenv's root ([python-bootstrap] in pants.ci.toml), not from PATH.
@@ -36,4 +25,4 @@ fi
 # Remote cache settings that pants.ci.toml reads (DYNAMO_REAPI_ADDRESS is set by the caller).
 export DYNAMO_REAPI_INSTANCE="${DYNAMO_REAPI_INSTANCE:-dynamo-images}"
 export DYNAMO_REAPI_HEADERS_FILE="${DYNAMO_REAPI_HEADERS_FILE:-$_root/build-support/remote_cache/no-headers.yaml}"
-unset _root _stable _key _tmp
+unset _root _stable

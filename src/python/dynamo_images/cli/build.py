@@ -492,7 +492,12 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
 
     # What exists, and each framework's knob facts, come from docker/*/BUILD themselves.
     repo_root = find_repo_root(cwd)
-    defined = buildfiles.docker_image_targets(repo_root)
+    # docker/base holds no image of its own that `build` names (upstream had none either).
+    defined = {
+        image_dir: targets
+        for image_dir, targets in buildfiles.docker_image_targets(repo_root).items()
+        if image_dir in (*images.FRAMEWORKS, images.FRONTEND_IMAGE_DIR)
+    }
     _check_defined(image, framework, defined)
     facts = buildfiles.frameworks(repo_root).get(framework)
     framework_knobs = [

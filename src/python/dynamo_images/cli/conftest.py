@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Checkout:
     repo = tmp_path / "checkout with space"
     repo.mkdir()
     (repo / "pants.toml").write_text("[GLOBAL]\n")
+    # The real image definitions, which `build` reads to learn what exists (the test runs at the
+    # root of a copy of the repository: //:project-files).
+    for build_file in Path("docker").glob("*/BUILD"):
+        (repo / build_file.parent).mkdir(parents=True)
+        shutil.copyfile(build_file, repo / build_file)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

@@ -252,7 +252,7 @@ def test_mount_workspace_mirrors_upstream(
     checkout: Checkout, capsys: pytest.CaptureFixture[str]
 ) -> None:
     subdirectory = checkout.repo / "docker" / "vllm"
-    subdirectory.mkdir(parents=True)
+    subdirectory.mkdir(parents=True, exist_ok=True)
     os.chdir(subdirectory)  # the checkout is found from anywhere inside it
     argv = dry_run_argv(capsys, "--mount-workspace", "--target", "runtime")
     assert option_values(argv, "-v") == [

@@ -63,6 +63,8 @@ def _paths(instruction: str) -> list[str]:
     """The destination of a COPY/ADD, else nothing (a RUN's paths are whatever it wrote)."""
     words = [w for w in instruction.split() if not w.startswith("--")]
     if words and words[0] in ("COPY", "ADD") and len(words) >= 3:
+        if words[-1] == "/":  # an archive unpacked at the root: name it
+            return [f"{' '.join(words[1:-1])} -> /"]
         return [words[-1]]
     return []
 

@@ -68,7 +68,9 @@ def parse_groups(spec: str) -> tuple[Group, ...]:
             name, slots, patterns = word.split(":")
             group = Group(name, int(slots), tuple(p for p in patterns.split(",") if p != "-"))
         except ValueError:
-            raise SystemExit(f"venv_layers: bad group {word!r}; expected NAME:SLOTS:PATTERN,...")
+            raise SystemExit(
+                f"venv_layers: bad group {word!r}; expected NAME:SLOTS:PATTERN,..."
+            ) from None
         if group.slots < 1 or group.name == VENV_SLOT:
             raise SystemExit(f"venv_layers: bad group {word!r}")
         groups.append(group)
@@ -88,9 +90,7 @@ def slot_names(groups: tuple[Group, ...]) -> list[str]:
 
 
 def find_dist_infos(site_packages: Path) -> dict[str, Path]:
-    return {
-        normalize(p.name.split("-")[0]): p for p in sorted(site_packages.glob("*.dist-info"))
-    }
+    return {normalize(p.name.split("-")[0]): p for p in sorted(site_packages.glob("*.dist-info"))}
 
 
 def dist_files(site_packages: Path, dist_info: Path) -> list[Path]:

@@ -501,10 +501,17 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
     _check_defined(image, framework, defined)
     facts = buildfiles.frameworks(repo_root).get(framework)
     framework_knobs = [
-        flag for flag, given in (("--cuda-version", args.cuda_version), ("--enable-kvbm", args.enable_kvbm)) if given
+        flag
+        for flag, given in (
+            ("--cuda-version", args.cuda_version),
+            ("--enable-kvbm", args.enable_kvbm),
+        )
+        if given
     ]
     if framework_knobs and (facts is None or target == images.FRONTEND_TARGET):
-        raise UsageError(f"{framework_knobs[0]} applies to framework images, not {image.pants_address}")
+        raise UsageError(
+            f"{framework_knobs[0]} applies to framework images, not {image.pants_address}"
+        )
 
     values: dict[str, str] = {}
     if args.platform:
@@ -517,7 +524,8 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
         if args.cuda_version not in facts.cuda_versions:
             raise UsageError(
                 f"unsupported --cuda-version '{args.cuda_version}' for {framework}; accepted: "
-                f"{', '.join(facts.cuda_versions)}" + (f" ({facts.cuda_why})" if facts.cuda_why else "")
+                f"{', '.join(facts.cuda_versions)}"
+                + (f" ({facts.cuda_why})" if facts.cuda_why else "")
             )
         values[env_var("--cuda-version")] = args.cuda_version
     if args.base_image:

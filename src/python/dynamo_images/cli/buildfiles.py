@@ -13,6 +13,7 @@ from pathlib import Path
 # The docker_image targets framework_image() defines (tests check this against the macro).
 FRAMEWORK_IMAGE_TARGETS = ("runtime", "dev")
 MACRO = "framework_image"
+_EMPTY = ast.Constant(())
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ def _literal(node: ast.expr, default: object) -> object:
         return ast.literal_eval(node)
     except ValueError:
         return default
+
+
+def _strings(node: ast.expr) -> tuple[str, ...]:
+    value = _literal(node, ())
+    return tuple(str(v) for v in value) if isinstance(value, tuple | list) else ()
 
 
 def _calls(tree: ast.Module, name: str) -> list[dict[str, ast.expr]]:
@@ -67,7 +73,7 @@ def frameworks(repo_root: Path) -> dict[str, Framework]:
                 name=name,
                 image_dir=build.parent.name,
                 targets=FRAMEWORK_IMAGE_TARGETS,
-                cuda_versions=tuple(_literal(call.get("cuda_versions", ast.Constant(())), ()) or ()),  # type: ignore[arg-type]
+                cuda_versions=_strings(call.get("cuda_versions", _EMPTY)),
                 cuda_why=str(_literal(call.get("cuda_why", ast.Constant("")), "")),
                 kvbm_refusal=str(_literal(call.get("kvbm_refusal", ast.Constant("")), "")),
             )

@@ -35,11 +35,11 @@ def test_the_frontend_target_is_defined() -> None:
 
 def test_framework_image_defines_the_targets_the_cli_expects() -> None:
     tree = ast.parse(PRELUDE.read_text())
-    (macro,) = [
+    (macro,) = (
         node
         for node in tree.body
         if isinstance(node, ast.FunctionDef) and node.name == buildfiles.MACRO
-    ]
+    )
     names = [
         kw.value.value
         for node in ast.walk(macro)

@@ -117,7 +117,7 @@ def layer_report(client: docker.DockerClient, reference: str) -> Report:
         for chain in _chains(other.attrs["RootFS"]["Layers"]):
             others.setdefault(chain, []).append(name)
     layers = []
-    for index, (diff_id, (text, size)) in enumerate(zip(diff_ids, filesystem)):
+    for index, (diff_id, (text, size)) in enumerate(zip(diff_ids, filesystem, strict=True)):
         layer = Layer(index, diff_id, size, text, paths=_paths(text))
         slot = _SLOT_COPY.match(text)
         if slot:
@@ -144,7 +144,9 @@ def _shorten(text: str, width: int = 100) -> str:
 
 
 def render(report: Report) -> str:
-    lines = [f"{report.image} ({report.id[:19]}): {len(report.layers)} layers, {_human(report.size)}"]
+    lines = [
+        f"{report.image} ({report.id[:19]}): {len(report.layers)} layers, {_human(report.size)}"
+    ]
     for layer in report.layers:
         what = layer.slot and f"[{layer.slot}] " or ""
         if layer.distributions:

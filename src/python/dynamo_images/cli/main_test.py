@@ -14,7 +14,9 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert usage_error(capsys, "launch") == "unknown command 'launch'; accepted: run, build, inspect"
+    assert (
+        usage_error(capsys, "launch") == "unknown command 'launch'; accepted: run, build, inspect"
+    )
 
 
 def test_module_entry_point_reports_one_line_and_exit_code(checkout: Checkout) -> None:

@@ -1,18 +1,20 @@
-"""Benchmark: docker/dynamo:runtime built by Pants versus built the way upstream builds images.
+"""Benchmark: docker/<framework>:runtime built by Pants versus built the way upstream builds.
 
 Side by side in one run, on the same base image (dynamo-images/base:runtime):
-  ours      ./pants package docker/dynamo:runtime  (PEX layers: deps, Dynamo, our code; labels last)
+  ours      ./pants package docker/<framework>:runtime  (framework_image(): venv layer slots,
+            our code, labels last)
   baseline  docker build of a Dockerfile that COPYs the source tree, then builds and pip-installs
-            the first-party wheel and Dynamo from a local wheelhouse inside `docker build`
-            (upstream's pattern, minus its network: the wheelhouse holds the locked wheels)
-Scenarios: cold (no Docker build cache, so the shared base image is rebuilt on both sides; PEXes
-rebuilt), no-op rebuild, one-line first-party change.
+            the first-party wheel, Dynamo and the engine from a local wheelhouse inside
+            `docker build` (upstream's pattern, minus its network: the wheelhouse holds the locked
+            wheels, hard-linked from pex's download cache where it has them)
+Scenarios: cold (no Docker build cache and no previous image, so the shared base image is rebuilt
+on both sides; PEXes rebuilt), no-op rebuild, one-line first-party change.
 Prints wall seconds, the ratio baseline/ours, and the bytes of new image layers per scenario.
 
 Run from the repo root, as root, with the Docker engine up:
-    python3 benchmarks/images/dynamo_runtime_bench.py
-It prunes Docker's build cache (not images) for the cold runs and removes the baseline image at
-the end.
+    python3 benchmarks/images/image_bench.py --framework vllm     # or dynamo
+One side runs at a time and each side's image and build cache are removed before the other's cold
+build (an engine image is ~10 GB and its build cache ~20 GB more); our image is rebuilt at the end.
 """
 
 from __future__ import annotations
@@ -33,24 +35,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-OURS_TARGET = "docker/dynamo:runtime"
-OURS_IMAGE = "dynamo:latest-dynamo-runtime"
 BASELINE_IMAGE = "dynamo-bench/baseline-runtime:latest"
 BASE_IMAGE = "dynamo-images/base:runtime"
 CHANGED_FILE = "src/python/dynamo_images/launch.py"
 FIRST_PARTY = ["__init__.py", "launch.py", "health.py", "tiny_model.py"]
-LOCK = REPO / "3rdparty/python/default.lock"
 LOCAL_WHEELS = REPO / "3rdparty/python/wheels"
 DOCKER = "/usr/bin/docker"
+# Where pex keeps the wheels it downloaded (Pants' named cache, or pex's default root).
+PEX_DOWNLOADS = [
+    Path.home() / ".pex/downloads",
+    Path.home() / ".cache/pants/named_caches/pex_root/downloads",
+]
 
-BASELINE_DOCKERFILE = f"""\
-FROM {BASE_IMAGE}
+
+@dataclass(frozen=True)
+class Framework:
+    lock: str
+    requirements: str  # what the baseline pip-installs besides our code (as the image does)
+
+
+FRAMEWORKS = {
+    "dynamo": Framework("3rdparty/python/default.lock", "ai-dynamo==1.6.1 tokenizers"),
+    "vllm": Framework(
+        "3rdparty/python/vllm.lock",
+        "'ai-dynamo[vllm]==1.6.1' 'cuda-toolkit[nvcc,cccl,crt,cudart]==13.0.3'",
+    ),
+}
+
+BASELINE_DOCKERFILE = """\
+FROM {base}
 USER root
 COPY wheelhouse /wheelhouse
 COPY src /src
 RUN python3.11 -m venv --without-pip /opt/dynamo/venv \\
  && /opt/dynamo/venv/bin/python $(ls /wheelhouse/pip-*.whl)/pip install --quiet --no-index \\
-      --find-links /wheelhouse /src ai-dynamo==1.6.1 tokenizers
+      --find-links /wheelhouse /src {requirements}
 ENV PATH=/opt/dynamo/venv/bin:$PATH
 USER dynamo
 """
@@ -129,8 +148,15 @@ def prune_build_cache() -> None:
     sh([DOCKER, "builder", "prune", "--all", "--force"])
 
 
+def remove_image(image: str) -> None:
+    subprocess.run([DOCKER, "rmi", "-f", image], capture_output=True)
+    sh([DOCKER, "image", "prune", "--force"])
+
+
 class Ours:
-    def __init__(self) -> None:
+    def __init__(self, framework: str) -> None:
+        self.target = f"docker/{framework}:runtime"
+        self.image = f"dynamo:latest-{framework}-runtime"
         # pants.toml passes this to pex processes: a value never used before makes the cold
         # build's PEXes miss every cache. Every later build keeps it, so that the no-op and
         # one-line builds differ from the one before them only by what the scenario changes.
@@ -138,7 +164,7 @@ class Ours:
 
     def build(self, cold: bool = False) -> None:
         """Cold needs nothing more here: the build cache was pruned and the nonce is new."""
-        sh(["./pants", "package", OURS_TARGET], cwd=REPO, env=self.env)
+        sh(["./pants", "package", self.target], cwd=REPO, env=self.env)
 
     def change_one_line(self, marker: str) -> None:
         path = REPO / CHANGED_FILE
@@ -146,20 +172,35 @@ class Ours:
 
 
 class Baseline:
-    def __init__(self, context: Path) -> None:
+    def __init__(self, context: Path, framework: Framework) -> None:
         self.context = context
+        self.framework = framework
 
     def prepare(self) -> None:
-        """Wheelhouse of every locked wheel (plus pip and the build backend) and the source tree."""
+        """Wheelhouse of every locked wheel (plus pip and the build backend) and the source tree.
+        Wheels pex already downloaded are hard-linked (no second copy on disk); the rest come from
+        PyPI."""
         wheelhouse = self.context / "wheelhouse"
         wheelhouse.mkdir(parents=True)
         body = "\n".join(
-            line for line in LOCK.read_text().splitlines() if not line.startswith("//")
+            line
+            for line in (REPO / self.framework.lock).read_text().splitlines()
+            if not line.startswith("//")
         )
-        pins = [
-            f"{r['project_name']}=={r['version']}"
-            for r in json.loads(body)["locked_resolves"][0]["locked_requirements"]
-        ]
+        cached = {
+            path.name: path
+            for root in PEX_DOWNLOADS
+            if root.is_dir()
+            for path in root.rglob("*.whl")
+        }
+        pins = []
+        for locked in json.loads(body)["locked_resolves"][0]["locked_requirements"]:
+            names = [a["url"].rsplit("/", 1)[-1] for a in locked["artifacts"]]
+            found = [cached[name] for name in names if name in cached]
+            if found:
+                os.link(found[0], wheelhouse / found[0].name)
+            else:
+                pins.append(f"{locked['project_name']}=={locked['version']}")
         reqs = self.context / "requirements.txt"
         reqs.write_text("\n".join([*pins, "pip==23.1.2", "setuptools", "wheel"]) + "\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
@@ -172,9 +213,6 @@ class Baseline:
                 "download",
                 "--quiet",
                 "--no-deps",
-                "--only-binary=:all:",
-                "--python-version",
-                "3.11",
                 "--find-links",
                 str(LOCAL_WHEELS),
                 "-d",
@@ -189,7 +227,9 @@ class Baseline:
         for name in FIRST_PARTY:
             shutil.copy(REPO / "src/python/dynamo_images" / name, src / "dynamo_images" / name)
         (src / "pyproject.toml").write_text(BASELINE_PYPROJECT)
-        (self.context / "Dockerfile").write_text(BASELINE_DOCKERFILE)
+        (self.context / "Dockerfile").write_text(
+            BASELINE_DOCKERFILE.format(base=BASE_IMAGE, requirements=self.framework.requirements)
+        )
 
     def build(self, cold: bool = False) -> None:
         if cold:
@@ -216,26 +256,28 @@ def fmt_bytes(n: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--keep-baseline", action="store_true", help="keep the baseline image afterwards"
-    )
+    parser.add_argument("--framework", choices=sorted(FRAMEWORKS), default="vllm")
     args = parser.parse_args()
 
     changed = REPO / CHANGED_FILE
     original = changed.read_text()
     results: dict[str, dict[str, Result]] = {"baseline": {}, "ours": {}}
+    ours = Ours(args.framework)
     with tempfile.TemporaryDirectory(prefix="dynamo-bench-") as tmp:
-        baseline, ours = Baseline(Path(tmp)), Ours()
+        baseline = Baseline(Path(tmp), FRAMEWORKS[args.framework])
         print("preparing: base image and the baseline's wheelhouse (not timed)", flush=True)
         sh(["./pants", "package", "docker/base:runtime"], cwd=REPO)
         baseline.prepare()
         try:
             for name, builder, image in (
                 ("baseline", baseline, BASELINE_IMAGE),
-                ("ours", ours, OURS_IMAGE),
+                ("ours", ours, ours.image),
             ):
-                print(f"{name}: cold", flush=True)
+                # One side's image and cache at a time: disk holds one engine build, not two.
+                remove_image(BASELINE_IMAGE)
+                remove_image(ours.image)
                 prune_build_cache()
+                print(f"{name}: cold", flush=True)
                 results[name]["cold"] = timed_build(
                     functools.partial(builder.build, cold=True), image
                 )
@@ -244,14 +286,19 @@ def main() -> int:
                 print(f"{name}: one-line change", flush=True)
                 builder.change_one_line(uuid.uuid4().hex)
                 results[name]["one-line change"] = timed_build(builder.build, image)
+                if name == "baseline":
+                    changed.write_text(original)
         finally:
             changed.write_text(original)
-            if not args.keep_baseline:
-                subprocess.run([DOCKER, "rmi", "-f", BASELINE_IMAGE], capture_output=True)
+            remove_image(BASELINE_IMAGE)
     # Leave our image as the tree describes it, not with the benchmark's marker line.
     ours.build()
+    size = subprocess.run(
+        [DOCKER, "image", "inspect", "-f", "{{.Size}}", ours.image], text=True, capture_output=True
+    ).stdout.strip()
 
     print()
+    print(f"docker/{args.framework}:runtime ({ours.image}): {fmt_bytes(int(size or 0))}")
     print(
         f"{'scenario':<17} {'baseline s':>10} {'ours s':>8} {'baseline/ours':>13}"
         f" {'baseline new layers':>20} {'ours new layers':>16}"

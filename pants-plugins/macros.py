@@ -242,16 +242,11 @@ def framework_image(
         PLATFORMS,
         "the locks and the Debian root filesystems are built for x86_64",
     )
-    cuda_value = env("DYNAMO_CUDA_VERSION", "")
+    # An image without CUDA libraries has no CUDA version to choose (the variable is for the engine
+    # images of the same run; `dynamo-images build` refuses --cuda-version for it).
+    cuda = "none"
     if cuda_versions:
-        cuda = _knob("DYNAMO_CUDA_VERSION", cuda_value, cuda_versions, cuda_why)
-    elif cuda_value:
-        raise KnobError(
-            f"DYNAMO_CUDA_VERSION={cuda_value!r}: the {framework} image has no CUDA libraries;"
-            " accepted: unset"
-        )
-    else:
-        cuda = "none"
+        cuda = _knob("DYNAMO_CUDA_VERSION", env("DYNAMO_CUDA_VERSION", ""), cuda_versions, cuda_why)
     kvbm = env("DYNAMO_ENABLE_KVBM", "")
     if kvbm not in ("", "false"):
         raise KnobError(f"DYNAMO_ENABLE_KVBM={kvbm!r}: not available for {framework}: {kvbm_refusal}")

@@ -196,10 +196,12 @@ class Baseline:
         pins = []
         for locked in json.loads(body)["locked_resolves"][0]["locked_requirements"]:
             names = [a["url"].rsplit("/", 1)[-1] for a in locked["artifacts"]]
+            # pex may have fetched several of a project's wheels (other platforms, for the lock):
+            # link them all, pip picks the one for this interpreter.
             found = [cached[name] for name in names if name in cached]
-            if found:
-                os.link(found[0], wheelhouse / found[0].name)
-            else:
+            for path in found:
+                os.link(path, wheelhouse / path.name)
+            if not found:
                 pins.append(f"{locked['project_name']}=={locked['version']}")
         reqs = self.context / "requirements.txt"
         reqs.write_text("\n".join([*pins, "pip==23.1.2", "setuptools", "wheel"]) + "\n")

@@ -27,6 +27,10 @@ class Need:
     docker: int  # bytes in Docker's storage: build context, builder stage, image layers
 
 
+# The caches a cold build fills; what they already hold is not needed again.
+CACHE_DIRS = (".pex", ".cache/pants")
+
+
 # A cold build of each engine's runtime image, with a margin (docker/README.md, "Disk", has the
 # measured figures and the command that measures them). Frameworks not listed need little.
 COLD_NEEDS = {"vllm": Need(caches=30 * GB, docker=26 * GB)}
@@ -91,16 +95,24 @@ def shortfall(needs: dict[Path, int]) -> list[tuple[Path, int, int]]:
     return out
 
 
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files under `path` (du -s; 0 when it does not exist)."""
+    if not path.exists():
+        return 0
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout
+    return int(out.split()[0]) if out else 0
+
+
 def check(args: list[str], home: Path) -> str | None:
     """The one-line refusal, or None when the disk can hold the build."""
     cold = sorted(f for f in frameworks_in(args) if not image_exists(f))
     if not cold:
         return None
-    needs: dict[Path, int] = {}
-    for framework in cold:
-        needs[home] = needs.get(home, 0) + COLD_NEEDS[framework].caches
-        root = docker_root()
-        needs[root] = needs.get(root, 0) + COLD_NEEDS[framework].docker
+    cached = sum(tree_bytes(home / d) for d in CACHE_DIRS)
+    caches = max(0, sum(COLD_NEEDS[f].caches for f in cold) - cached)
+    root = docker_root()
+    needs = {home: caches}
+    needs[root] = needs.get(root, 0) + sum(COLD_NEEDS[f].docker for f in cold)
     short = shortfall(needs)
     if not short:
         return None

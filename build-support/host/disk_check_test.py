@@ -41,6 +41,11 @@ def test_a_cold_build_that_does_not_fit_is_refused_in_one_line(
     assert message is not None and "\n" not in message
     assert message.startswith("pants: not enough disk for a cold build of docker/vllm (")
     assert f"{(huge + 1) / GB:.0f} GB needed" in message
+    # What the caches already hold is not needed again.
+    (tmp_path / ".pex").mkdir()
+    (tmp_path / ".pex/wheel.zip").write_bytes(b"x" * 10_000)
+    monkeypatch.setattr(disk_check, "COLD_NEEDS", {"vllm": Need(caches=10_000, docker=1)})
+    assert check(["package", "docker/vllm:runtime"], tmp_path) is None
     # Not cold (the image exists) or not an engine image: no check.
     monkeypatch.setattr(disk_check, "image_exists", lambda framework: True)
     assert check(["package", "docker/vllm:runtime"], tmp_path) is None

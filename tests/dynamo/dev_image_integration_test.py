@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import docker
 import pytest
 from built_images import built_image
+from containers import layer_ids, run_in_image
 
 DOCKER_INFO = Path("docker.dynamo/dev.docker-info.json")
 
@@ -32,14 +32,8 @@ def image() -> str:
 
 
 def test_dev_image_has_tools_pytest_and_sources(image: str) -> None:
-    client = docker.from_env()
-    container = client.containers.run(image, ["sh", "-c", PROBE], detach=True)
-    try:
-        status = container.wait(timeout=120)["StatusCode"]
-        out = container.logs(stdout=True, stderr=False).decode().splitlines()
-        err = container.logs(stdout=False, stderr=True).decode()
-    finally:
-        container.remove(force=True)
+    ran = run_in_image(image, PROBE, timeout=120)
+    status, out, err = ran.status, ran.out.splitlines(), ran.err
     assert status == 0, f"stdout: {out}\nstderr: {err}"
     assert out[0] == "0", "dev runs as root"
     assert [Path(p).name for p in out[1:6]] == ["git", "curl", "jq", "strace", "sudo"]
@@ -52,8 +46,5 @@ def test_dev_image_has_tools_pytest_and_sources(image: str) -> None:
 
 
 def test_dev_image_shares_the_runtime_layers(image: str) -> None:
-    client = docker.from_env()
-    runtime = built_image("docker.dynamo/runtime.docker-info.json")
-    runtime_layers = client.images.get(runtime).attrs["RootFS"]["Layers"]
-    dev_layers = client.images.get(image).attrs["RootFS"]["Layers"]
-    assert dev_layers[: len(runtime_layers)] == runtime_layers
+    runtime_layers = layer_ids(built_image("docker.dynamo/runtime.docker-info.json"))
+    assert layer_ids(image)[: len(runtime_layers)] == runtime_layers

@@ -16,6 +16,7 @@ import docker
 import pytest
 import requests
 from built_images import built_image
+from containers import run_in_image
 from dynamo_deployment import MODEL_MOUNT, deployment, replay_chat_request, start_dynamo, tiny_model
 
 DOCKER_INFO = Path("docker.dynamo/runtime.docker-info.json")
@@ -94,19 +95,11 @@ def test_unknown_model_is_an_error(base_url: str) -> None:
 
 
 def test_image_runs_as_dynamo_with_banner_and_metadata(image: str) -> None:
-    client = docker.from_env()
-    container = client.containers.run(
-        image, ["sh", "-c", "id -u; id -g; umask; command -v python"], detach=True
-    )
-    try:
-        assert container.wait(timeout=60)["StatusCode"] == 0
-        stdout = container.logs(stdout=True, stderr=False).decode().split()
-        stderr = container.logs(stdout=False, stderr=True).decode()
-    finally:
-        container.remove(force=True)
-    assert stdout == ["1000", "0", "0002", "/opt/dynamo/venv/bin/python"]
-    assert stderr.startswith("== dynamo-runtime ")
-    labels = client.images.get(image).labels
+    ran = run_in_image(image, "id -u; id -g; umask; command -v python", timeout=60)
+    assert ran.status == 0, ran.err
+    assert ran.out.split() == ["1000", "0", "0002", "/opt/dynamo/venv/bin/python"]
+    assert ran.err.startswith("== dynamo-runtime ")
+    labels = docker.from_env().images.get(image).labels
     for key in (
         "org.opencontainers.image.version",
         "org.opencontainers.image.revision",

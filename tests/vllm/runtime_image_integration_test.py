@@ -15,6 +15,7 @@ import docker
 import pytest
 import requests
 from built_images import built_image
+from containers import run_in_image
 from dynamo_deployment import MODEL_MOUNT, deployment, replay_chat_request, start_dynamo, tiny_model
 
 from dynamo_images.cli.layers import layer_report
@@ -31,15 +32,8 @@ def image() -> str:
 
 
 def run(image: str, script: str, **kwargs) -> tuple[int, str, str]:
-    client = docker.from_env()
-    container = client.containers.run(image, ["sh", "-c", script], detach=True, **kwargs)
-    try:
-        status = container.wait(timeout=300)["StatusCode"]
-        out = container.logs(stdout=True, stderr=False).decode()
-        err = container.logs(stdout=False, stderr=True).decode()
-    finally:
-        container.remove(force=True)
-    return status, out, err
+    ran = run_in_image(image, script, **kwargs)
+    return ran.status, ran.out, ran.err
 
 
 def test_vllm_and_the_dynamo_worker_import(image: str) -> None:

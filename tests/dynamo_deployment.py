@@ -226,3 +226,17 @@ def replay_chat_request(
         "stream": stream,
         "nvext": {"annotations": [f"output_replay_id:{replay_id}"]},
     }
+
+
+@contextmanager
+def replaying_deployment(
+    image: str, prefix: str, model_dir: Path, model_name: str, system_port: int = 9345
+) -> Iterator[str]:
+    """etcd, a frontend and one mocker of `image` that answers from `model_dir`/replay.jsonl (a
+    tiny_model replay file); yields the frontend's URL. Everything is removed at the end."""
+    with deployment(image, prefix) as dep:
+        replay = ["--response-replay-trace-path", f"{MODEL_MOUNT}/replay.jsonl"]
+        url, _ = start_dynamo(
+            dep, model_dir, model_name, {"worker": [*replay, "--speedup-ratio", "10"]}, system_port
+        )
+        yield url

@@ -26,7 +26,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -105,25 +104,15 @@ def sh(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def layer_sizes(image: str) -> dict[str, int]:
-    """diff_id -> uncompressed size of each layer, read from `docker save` as a stream."""
-    sizes: dict[str, int] = {}
-    manifest: list = []
-    configs: dict[str, dict] = {}
-    with subprocess.Popen([DOCKER, "save", image], stdout=subprocess.PIPE) as proc:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for member in tar:
-                if member.name.endswith("/layer.tar"):
-                    sizes[member.name] = member.size
-                elif member.name == "manifest.json":
-                    manifest = json.load(tar.extractfile(member))
-                elif member.name.endswith(".json") and member.isfile():
-                    configs[member.name] = json.load(tar.extractfile(member))
-    entry = manifest[0]
-    diff_ids = configs[entry["Config"]]["rootfs"]["diff_ids"]
-    return {
-        diff_id: sizes.get(layer, 0)
-        for diff_id, layer in zip(diff_ids, entry["Layers"], strict=True)
-    }
+    """diff_id -> size of each layer, from the engine's image history (the layer report's code).
+    Not `docker save`: streaming a 10 GB image evicts the page cache, and the next build then
+    reads its 4 GB build context from disk again (measured: a no-op took 23 s instead of 1.4 s)."""
+    import docker  # the Docker SDK, as the CLI uses it
+
+    sys.path.insert(0, str(REPO / "src/python"))
+    from dynamo_images.cli.layers import layer_report
+
+    return {layer.diff_id: layer.size for layer in layer_report(docker.from_env(), image).layers}
 
 
 def image_layers(image: str) -> list[str]:

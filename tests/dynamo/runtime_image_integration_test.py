@@ -17,7 +17,9 @@ import pytest
 import requests
 from built_images import built_image
 from containers import run_in_image
-from dynamo_deployment import MODEL_MOUNT, deployment, replay_chat_request, start_dynamo, tiny_model
+from dynamo_deployment import replay_chat_request, replaying_deployment, tiny_model
+
+from dynamo_images.cli.layers import layer_report, render
 
 DOCKER_INFO = Path("docker.dynamo/runtime.docker-info.json")
 MODEL_NAME = "tiny-mocker"
@@ -40,11 +42,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def base_url(image: str, model_dir: Path) -> Iterator[str]:
     """The URL of a frontend with one mocker worker that answers REPLY."""
-    with deployment(image, "dynamo-it") as dep:
-        replay = ["--response-replay-trace-path", f"{MODEL_MOUNT}/replay.jsonl"]
-        url, _ = start_dynamo(
-            dep, model_dir, MODEL_NAME, {"worker": [*replay, "--speedup-ratio", "10"]}, 9345
-        )
+    with replaying_deployment(image, "dynamo-it", model_dir, MODEL_NAME) as url:
         yield url
 
 
@@ -108,3 +106,14 @@ def test_image_runs_as_dynamo_with_banner_and_metadata(image: str) -> None:
     ):
         assert labels.get(key) not in (None, "", "unknown"), key
     assert labels["ai.dynamo.lock.python-default"].startswith("sha256:")
+
+
+def test_layer_report_names_each_slot_and_its_distributions(image: str) -> None:
+    report = layer_report(docker.from_env(), image)
+    by_slot = {layer.slot: layer for layer in report.layers if layer.slot}
+    assert by_slot["dynamo"].distributions == {"ai-dynamo": "1.6.1", "ai-dynamo-runtime": "1.6.1"}
+    # No engine, no CUDA: those slots are empty layers.
+    assert by_slot["engine"].distributions == {} and by_slot["cuda-1"].distributions == {}
+    assert "transformers" in by_slot["third-party-1"].distributions
+    assert sum(layer.size for layer in report.layers) == report.size
+    assert "[dynamo] ai-dynamo 1.6.1, ai-dynamo-runtime 1.6.1" in render(report)

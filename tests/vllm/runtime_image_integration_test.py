@@ -16,7 +16,7 @@ import pytest
 import requests
 from built_images import built_image
 from containers import run_in_image
-from dynamo_deployment import MODEL_MOUNT, deployment, replay_chat_request, start_dynamo, tiny_model
+from dynamo_deployment import MODEL_MOUNT, replay_chat_request, replaying_deployment, tiny_model
 
 from dynamo_images.cli.layers import layer_report
 
@@ -108,11 +108,7 @@ def base_url(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     model_dir = tiny_model(
         tmp_path_factory.mktemp("model") / MODEL_NAME, {"replay.jsonl": ("greeting", REPLY)}
     )
-    with deployment(image, "vllm-it") as dep:
-        replay = ["--response-replay-trace-path", f"{MODEL_MOUNT}/replay.jsonl"]
-        url, _ = start_dynamo(
-            dep, model_dir, MODEL_NAME, {"worker": [*replay, "--speedup-ratio", "10"]}, 9345
-        )
+    with replaying_deployment(image, "vllm-it", model_dir, MODEL_NAME) as url:
         yield url
 
 

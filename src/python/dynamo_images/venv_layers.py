@@ -24,6 +24,7 @@ import argparse
 import csv
 import fnmatch
 import json
+import os
 import re
 import shutil
 import sys
@@ -37,6 +38,9 @@ MAX_LAYER_BYTES = 1_500_000_000
 # The slot holding files no distribution owns (the venv's python links, pyvenv.cfg, pex's files).
 VENV_SLOT = "venv"
 MANIFEST_DIR = ".dynamo-layers"
+# Every file and folder of a slot gets this mtime (2000-01-01): Docker keeps mtimes in layers, so
+# the same distributions make the same layer whenever and for whichever engine they are unpacked.
+FIXED_MTIME = 946684800
 
 
 def normalize(name: str) -> str:
@@ -201,6 +205,8 @@ def split_into_slots(venv: Path, dest: Path, groups: tuple[Group, ...]) -> dict[
         path = dest / slot / MANIFEST_DIR / f"{slot}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        for entry in (dest / slot, *(dest / slot).rglob("*")):
+            os.utime(entry, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
     return manifests
 
 

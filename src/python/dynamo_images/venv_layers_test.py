@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from dynamo_images.venv_layers import (
+    FIXED_MTIME,
     MAX_LAYER_BYTES,
     VENV_SLOT,
     assign_slots,
@@ -71,6 +72,8 @@ def test_each_distribution_lands_in_its_group(tmp_path: Path) -> None:
     assert manifests[VENV_SLOT]["paths"] == ["bin/python", "pyvenv.cfg"]
     # Every slot carries its manifest (for the layer report), empty slots too.
     assert sorted(p.name for p in layers.iterdir()) == sorted(slot_names(groups))
+    # Fixed mtimes: the same distributions make the same layer, whenever they are unpacked.
+    assert {p.lstat().st_mtime for p in layers.rglob("*")} == {FIXED_MTIME}
     on_disk = json.loads((layers / "torch/.dynamo-layers/torch.json").read_text())
     assert on_disk["distributions"] == {"torch": "2.13.0"}
     torch_files = [p for p in (layers / "torch").rglob("*") if p.is_file()]
@@ -113,6 +116,12 @@ def test_a_group_that_outgrows_its_slots_is_an_error() -> None:
 def test_bad_group_specs(spec: str, message: str) -> None:
     with pytest.raises(SystemExit, match=message):
         parse_groups(spec)
+
+
+def test_the_rest_slot_is_the_one_the_image_definition_copies() -> None:
+    # Runs at the root of a copy of the repository (//:project-files has the prelude).
+    prelude = Path("pants-plugins/macros.py").read_text()
+    assert f'VENV_REST_SLOT = "{VENV_SLOT}"' in prelude
 
 
 def test_main_prints_one_line_per_slot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

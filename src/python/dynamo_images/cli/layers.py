@@ -20,9 +20,8 @@ from docker.errors import ImageNotFound
 
 from dynamo_images.cli.engine import connect
 from dynamo_images.cli.errors import EnvironmentProblem
+from dynamo_images.venv_layers import MANIFEST_DIR
 
-# Where venv_layers.py puts each slot's manifest (MANIFEST_DIR under the venv).
-MANIFEST_DIR = "/opt/dynamo/venv/.dynamo-layers"
 _SLOT_COPY = re.compile(r"^COPY /layers/(?P<slot>[^/\s]+)/ ")
 _BUILDKIT_SUFFIX = re.compile(r"\s*# buildkit$")
 
@@ -69,12 +68,23 @@ def _paths(instruction: str) -> list[str]:
     return []
 
 
-def _manifests(client: docker.DockerClient, image_id: str) -> dict[str, dict]:
-    """The slot manifests inside the image, read from a created (never started) container."""
-    container = client.containers.create(image_id, command=["true"], entrypoint=[])
+def _venv(image: docker.models.images.Image) -> str | None:
+    for variable in image.attrs["Config"].get("Env") or []:
+        name, _, value = variable.partition("=")
+        if name == "VIRTUAL_ENV":
+            return value
+    return None
+
+
+def _manifests(client: docker.DockerClient, image: docker.models.images.Image) -> dict[str, dict]:
+    """The slot manifests inside the image's venv, read from a created (never started) container."""
+    venv = _venv(image)
+    if venv is None:
+        return {}
+    container = client.containers.create(image.id, command=["true"], entrypoint=[])
     try:
         try:
-            stream, _ = container.get_archive(MANIFEST_DIR)
+            stream, _ = container.get_archive(f"{venv}/{MANIFEST_DIR}")
         except docker.errors.NotFound:
             return {}
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
@@ -107,7 +117,7 @@ def layer_report(client: docker.DockerClient, reference: str) -> Report:
     if len(filesystem) != len(diff_ids):
         # An image made some other way (e.g. docker import): sizes by position are unknown.
         filesystem = [("(unknown step)", 0)] * len(diff_ids)
-    manifests = _manifests(client, image.id)
+    manifests = _manifests(client, image)
     chains = _chains(diff_ids)
     others: dict[tuple[str, ...], list[str]] = {}
     for other in client.images.list():

@@ -61,12 +61,13 @@ FRAMEWORKS = {
     ),
 }
 
+# The wheelhouse is bind-mounted, as upstream mounts its caches, so that it is not a layer.
 BASELINE_DOCKERFILE = """\
 FROM {base}
 USER root
-COPY wheelhouse /wheelhouse
 COPY src /src
-RUN python3.11 -m venv --without-pip /opt/dynamo/venv \\
+RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \\
+    python3.11 -m venv --without-pip /opt/dynamo/venv \\
  && /opt/dynamo/venv/bin/python $(ls /wheelhouse/pip-*.whl)/pip install --quiet --no-index \\
       --find-links /wheelhouse /src {requirements}
 ENV PATH=/opt/dynamo/venv/bin:$PATH

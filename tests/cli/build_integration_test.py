@@ -88,6 +88,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     (checkout / "pants.toml").write_text("")
+    # `build` builds only what docker/*/BUILD defines: define the target for the stand-in.
+    (checkout / "docker" / FRAMEWORK).mkdir(parents=True)
+    (checkout / "docker" / FRAMEWORK / "BUILD").write_text(f'docker_image(name="{TARGET}")\n')
     repository, tag = LATEST_TAG.split(":")
     pants = checkout / "pants"
     pants.write_text(

@@ -44,7 +44,7 @@ SLICE = [
     "src/python/dynamo_images/health_test.py",
     "src/go/epp/internal/config::",
     "package",
-    "docker/dynamo:srcs",
+    "docker/base:dev-tools",
 ]
 
 

@@ -121,7 +121,8 @@ def _runtime_instructions(
         # Bytecode for the final paths (the image's user cannot write it); like pip, files with
         # syntax of another Python (torch's py312 test helpers) are skipped, not fatal.
         f" && ({PYTHON} -m compileall -q -j0 --invalidation-mode checked-hash {SITE_PACKAGES} >/dev/null || true) \\",
-        f" && {PYTHON} /build/venv_layers.py {VENV} /layers --groups '{_layer_spec(engine)}'",
+        f" && {PYTHON} /build/venv_layers.py {VENV} /layers --under {VENV.lstrip('/')}"
+        f" --groups '{_layer_spec(engine)}'",
         "",
         "FROM $BASE_IMAGE AS runtime",
         "USER root",
@@ -131,7 +132,8 @@ def _runtime_instructions(
             # Debian packages the engine loads or builds with: after the engine layers (which
             # another engine's image can share), before Dynamo (which changes more often).
             lines.append(f"ADD {system_overlay} /")
-        lines.append(f"COPY --from=payload /layers/{slot}/ {VENV}/")
+        # Each slot holds the venv's whole path (fixed mtimes): the same files, the same layer.
+        lines.append(f"COPY --from=payload /layers/{slot}/ /")
     # Our code straight from its files: a first-party change rebuilds only this small layer.
     lines.append("COPY src/python/dynamo_images/__init__.py "
                  + " ".join(f"src/python/dynamo_images/{m.split('.')[-1]}.py" for _, m in IMAGE_COMMANDS)

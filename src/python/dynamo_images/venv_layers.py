@@ -38,8 +38,9 @@ MAX_LAYER_BYTES = 1_500_000_000
 # The slot holding files no distribution owns (the venv's python links, pyvenv.cfg, pex's files).
 VENV_SLOT = "venv"
 MANIFEST_DIR = ".dynamo-layers"
-# Every file and folder of a slot gets this mtime (2000-01-01): Docker keeps mtimes in layers, so
-# the same distributions make the same layer whenever and for whichever engine they are unpacked.
+# Every file and folder of a slot gets this mtime (2000-01-01): Docker keeps mtimes in layers, and
+# the same distributions should make the same layer whenever and for whichever engine they are
+# unpacked (docker/README.md, "Layers", says what is shown so far).
 FIXED_MTIME = 946684800
 
 
@@ -165,8 +166,12 @@ def _remove_empty_dirs(root: Path) -> None:
             folder.rmdir()
 
 
-def split_into_slots(venv: Path, dest: Path, groups: tuple[Group, ...]) -> dict[str, dict]:
-    """Empty `venv` into `dest/<slot>` trees; returns each slot's manifest."""
+def split_into_slots(
+    venv: Path, dest: Path, groups: tuple[Group, ...], under: Path = Path()
+) -> dict[str, dict]:
+    """Empty `venv` into `dest/<slot>/<under>` trees; returns each slot's manifest. With `under`
+    the venv's own path, each slot tree holds its parent folders too, so that a layer copied to /
+    gets them with the fixed mtime instead of whenever Docker created them."""
     site_packages = next(venv.glob("lib/python*/site-packages"))
     files: dict[str, list[Path]] = {}
     versions: dict[str, str] = {}
@@ -182,10 +187,10 @@ def split_into_slots(venv: Path, dest: Path, groups: tuple[Group, ...]) -> dict[
     slots = assign_slots(sizes, groups)
     manifests = {}
     for slot, dists in slots.items():
-        (dest / slot).mkdir(parents=True, exist_ok=True)
+        (dest / slot / under).mkdir(parents=True, exist_ok=True)
         for dist in dists:
             for rel in files[dist]:
-                _move(venv, dest / slot, rel)
+                _move(venv, dest / slot / under, rel)
         manifests[slot] = {
             "slot": slot,
             "bytes": sum(sizes[d] for d in dists),
@@ -197,12 +202,12 @@ def split_into_slots(venv: Path, dest: Path, groups: tuple[Group, ...]) -> dict[
     manifests[VENV_SLOT]["bytes"] = sum(p.lstat().st_size for p in rest)
     manifests[VENV_SLOT]["paths"] = sorted(str(p.relative_to(venv)) for p in rest)
     for rel in sorted(p.relative_to(venv) for p in rest):
-        _move(venv, dest / VENV_SLOT, rel)
+        _move(venv, dest / VENV_SLOT / under, rel)
     _remove_empty_dirs(venv)
     for slot, manifest in manifests.items():
         if manifest["bytes"] > MAX_LAYER_BYTES:
             raise SystemExit(f"venv_layers: slot {slot} is {manifest['bytes'] / 1e9:.2f} GB")
-        path = dest / slot / MANIFEST_DIR / f"{slot}.json"
+        path = dest / slot / under / MANIFEST_DIR / f"{slot}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         for entry in (dest / slot, *(dest / slot).rglob("*")):
@@ -217,8 +222,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--groups", required=True, help="layer groups in image order: NAME:SLOTS:PATTERN,... ..."
     )
+    parser.add_argument(
+        "--under",
+        type=Path,
+        default=Path(),
+        help="put each slot's files under this relative path (the venv's, for layers copied to /)",
+    )
     args = parser.parse_args(argv)
-    manifests = split_into_slots(args.venv, args.dest, parse_groups(args.groups))
+    manifests = split_into_slots(args.venv, args.dest, parse_groups(args.groups), args.under)
     for slot, manifest in manifests.items():
         names = manifest.get("distributions") or {}
         print(f"venv_layers: {slot:14} {manifest['bytes'] / 1e6:9.1f} MB  {len(names)} dists")

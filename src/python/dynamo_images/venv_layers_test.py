@@ -124,6 +124,18 @@ def test_the_rest_slot_is_the_one_the_image_definition_copies() -> None:
     assert f'VENV_REST_SLOT = "{VENV_SLOT}"' in prelude
 
 
+def test_slots_can_hold_the_venvs_whole_path(tmp_path: Path) -> None:
+    """Copied to /, a slot brings its parent folders too, with the fixed mtime."""
+    venv = make_venv(tmp_path)
+    split_into_slots(venv, tmp_path / "layers", parse_groups(SPEC), Path("opt/dynamo/venv"))
+    torch = tmp_path / "layers/torch"
+    assert (torch / "opt/dynamo/venv/lib/python3.11/site-packages/torch/__init__.py").exists()
+    assert (torch / "opt/dynamo/venv/.dynamo-layers/torch.json").exists()
+    assert sorted(p.name for p in torch.iterdir()) == ["opt"]
+    assert {p.lstat().st_mtime for p in torch.rglob("*")} == {FIXED_MTIME}
+    assert (tmp_path / "layers/venv/opt/dynamo/venv/pyvenv.cfg").exists()
+
+
 def test_main_prints_one_line_per_slot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     venv = make_venv(tmp_path)
     assert main([str(venv), str(tmp_path / "layers"), "--groups", SPEC]) == 0

@@ -134,8 +134,7 @@ def layer_report(client: docker.DockerClient, reference: str) -> Report:
             layer.slot = slot["slot"]
             manifest = manifests.get(layer.slot, {})
             layer.distributions = dict(manifest.get("distributions", {}))
-            if not layer.distributions:
-                layer.paths = list(manifest.get("paths", []))
+            layer.paths = list(manifest.get("paths", []))
         layer.shared_with = sorted(set(others.get(chains[index], [])))
         layers.append(layer)
     return Report(reference, image.id, int(image.attrs.get("Size", 0)), layers)

@@ -72,7 +72,7 @@ def test_each_distribution_lands_in_its_group(tmp_path: Path) -> None:
     assert manifests[VENV_SLOT]["paths"] == ["bin/python", "pyvenv.cfg"]
     # Every slot carries its manifest (for the layer report), empty slots too.
     assert sorted(p.name for p in layers.iterdir()) == sorted(slot_names(groups))
-    # Fixed mtimes: the same distributions make the same layer, whenever they are unpacked.
+    # Fixed mtimes: the same distributions make the same slot tree, whenever they are unpacked.
     assert {p.lstat().st_mtime for p in layers.rglob("*")} == {FIXED_MTIME}
     on_disk = json.loads((layers / "torch/.dynamo-layers/torch.json").read_text())
     assert on_disk["distributions"] == {"torch": "2.13.0"}

@@ -38,9 +38,8 @@ MAX_LAYER_BYTES = 1_500_000_000
 # The slot holding files no distribution owns (the venv's python links, pyvenv.cfg, pex's files).
 VENV_SLOT = "venv"
 MANIFEST_DIR = ".dynamo-layers"
-# Every file and folder of a slot gets this mtime (2000-01-01): Docker keeps mtimes in layers, and
-# the same distributions should make the same layer whenever and for whichever engine they are
-# unpacked (docker/README.md, "Layers", says what is shown so far).
+# Every file and folder of a slot gets this mtime (2000-01-01): Docker keeps mtimes in layers, so
+# the same distributions make the same layer whenever and for whichever engine they are unpacked.
 FIXED_MTIME = 946684800
 
 

@@ -186,6 +186,11 @@ def _dev_instructions(runtime_address):
     ]
 
 
+def _image_tags(framework, target):
+    # As upstream: dynamo:latest-<framework>-<target> and dynamo:<version>-<framework>-<target>.
+    return [f"latest-{framework}-{target}", "{build_args.DYNAMO_VERSION}" + f"-{framework}-{target}"]
+
+
 def _debian_overlay(here, packages_file):
     """:system-overlay, the Debian packages listed in `packages_file` installed on the base's root
     filesystem, as the files they add (a .tar.gz that the image ADDs); also the versions
@@ -303,7 +308,7 @@ def framework_image(
             pkg_dir, framework, engine, env_all, path, overlay_path, all_labels, lock_vars
         ),
         repository=IMAGE_REPOSITORY,
-        image_tags=[f"latest-{framework}-runtime", "{build_args.DYNAMO_VERSION}-" + framework + "-runtime"],
+        image_tags=_image_tags(framework, "runtime"),
         dependencies=[
             ":deps",
             "src/python/dynamo_images:image-code",
@@ -316,7 +321,7 @@ def framework_image(
         name="dev",
         instructions=_dev_instructions(f"{here}:runtime"),
         repository=IMAGE_REPOSITORY,
-        image_tags=[f"latest-{framework}-dev", "{build_args.DYNAMO_VERSION}-" + framework + "-dev"],
+        image_tags=_image_tags(framework, "dev"),
         dependencies=[
             ":runtime",
             # The runtime image is built on its own; its PEX is not part of this context.

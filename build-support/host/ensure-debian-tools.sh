@@ -4,7 +4,8 @@
 # anywhere else it names what is missing and fails.
 set -euo pipefail
 
-tools=(debootstrap)
+# docker-registry: the real registry that the publish tests push to (tests/cli).
+tools=(debootstrap docker-registry)
 missing=()
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")

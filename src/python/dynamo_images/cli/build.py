@@ -12,21 +12,24 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
-from docker.errors import APIError, ImageNotFound
-from docker.utils import parse_repository_tag
-
-from dynamo_images.cli import buildfiles, images
-from dynamo_images.cli.engine import connect, one_line
+from dynamo_images.cli import buildfiles, images, parity, references, registry
+from dynamo_images.cli.engine import connect, one_line, sdk
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
+from dynamo_images.cli.integers import parse_int
 from dynamo_images.cli.run import add_framework_argument, non_empty
 from dynamo_images.cli.workspace import find_repo_root
+
+if TYPE_CHECKING:
+    import docker
 
 PANTS_LAUNCHER = "./pants"
 
@@ -85,22 +88,12 @@ SUPPORTED_PLATFORMS = {
     "arm64": "linux/arm64",
 }
 
-# build.sh flags with no Pants 2.17 equivalent, each refused with what replaces it.
-REMOTE_CACHE_REPLACES = (
-    "the REAPI remote cache in pants.ci.toml plus Docker's local layer cache replace"
-)
-REFUSED_FLAGS = {
-    "no_cache": "--no-cache: Pants 2.17 has no [docker] no-cache option (it arrived in 2.18); "
-    "run `docker builder prune` to empty Docker's layer cache, then build again",
-    "enable_gpu_memory_service": "--enable-gpu-memory-service: upstream builds the GPU memory "
-    "service from Dynamo's sources; PyPI's ai-dynamo 1.6.1, which the images install, ships "
-    "none and no PyPI package provides it",
-    "vllm_max_jobs": "--vllm-max-jobs: vLLM is installed from its PyPI wheel (3rdparty/python/"
-    "vllm.lock), so nothing compiles it and there are no jobs to set",
-    "cache_from": f"--cache-from: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
-    "cache_to": f"--cache-to: {REMOTE_CACHE_REPLACES} --cache-from/--cache-to",
-}
+# build.sh flags refused outright, each with what replaces it: parity.BUILD_FLAGS' refusals.
+REFUSED_FLAGS = tuple(flag for flag in parity.BUILD_FLAGS if flag.refusal)
 SCCACHE_REFUSAL = "--use-sccache: the REAPI remote cache in pants.ci.toml replaces sccache"
+# Where `--push` without --tag publishes: pants.toml's registries read these (docker/README.md).
+REGISTRY_VARIABLE = "DYNAMO_REGISTRY"
+REGISTRY_LAYOUT_VARIABLE = "DYNAMO_REGISTRY_LAYOUT"
 
 # TensorRT-LLM install intents, as upstream's determine_user_intention_trtllm resolved them.
 TRTLLM_FLAGS = (
@@ -134,6 +127,8 @@ def host_platform() -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # build.sh's other spelling of -h.
+    parser.add_argument("-?", action="help", help=argparse.SUPPRESS)
     add_framework_argument(parser)
     parser.add_argument(
         "--target",
@@ -174,20 +169,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=non_empty,
         metavar="GID",
         help="GID of the dynamo user in local-dev images (default: yours)",
-    )
-    parser.add_argument(
-        "--efa-version", type=non_empty, metavar="VERSION", help="with --make-efa (refused)"
-    )
-    parser.add_argument(
-        "--enable-gpu-memory-service",
-        action="store_true",
-        help="refused: PyPI's ai-dynamo ships no GPU memory service",
-    )
-    parser.add_argument(
-        "--vllm-max-jobs",
-        type=non_empty,
-        metavar="N",
-        help="refused: vLLM comes as a PyPI wheel, nothing compiles it",
     )
     parser.add_argument(
         "--tensorrtllm-pip-wheel-dir",
@@ -258,23 +239,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="refused along with --tensorrtllm-git-url",
     )
-    parser.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="refused: Pants 2.17 cannot build without Docker's cache",
-    )
-    parser.add_argument(
-        "--cache-from",
-        type=non_empty,
-        metavar="REF",
-        help="refused: see the remote cache",
-    )
-    parser.add_argument(
-        "--cache-to",
-        type=non_empty,
-        metavar="REF",
-        help="refused: see the remote cache",
-    )
+    for flag in REFUSED_FLAGS:
+        if flag.metavar is None:
+            parser.add_argument(*flag.spellings, action="store_true", help=f"refused: {flag.refusal}")
+        else:
+            parser.add_argument(
+                *flag.spellings, type=non_empty, metavar=flag.metavar, help=f"refused: {flag.refusal}"
+            )
     parser.add_argument(
         "--use-sccache",
         action="store_true",
@@ -303,10 +274,18 @@ class BuildPlan:
     extra_tags: tuple[str, ...]
     push: bool
     keep_previous_latest: bool
+    # Registries (HOST[:PORT]) that must answer before the build starts: where --push goes.
+    registries_to_check: tuple[str, ...] = ()
+
+    @property
+    def publish_with_pants(self) -> bool:
+        """--push without --tag: ./pants publish pushes the target's tags to DYNAMO_REGISTRY.
+        With --tag, exactly the given tags are pushed, and Pants publishes nothing."""
+        return self.push and not self.extra_tags
 
     @property
     def pants_argv(self) -> list[str]:
-        goals = ["package", "publish"] if self.push else ["package"]
+        goals = ["package", "publish"] if self.publish_with_pants else ["package"]
         return [PANTS_LAUNCHER, *self.pants_options, *goals, self.image.pants_address]
 
     def shell_script(self, cwd: Path) -> str:
@@ -406,12 +385,6 @@ def _resolve_trtllm_wheel_dir(args: argparse.Namespace, cwd: Path) -> str:
     return str(directory)
 
 
-def _positive_int(flag: str, value: str, minimum: int) -> str:
-    if not value.isdigit() or int(value) < minimum:
-        raise UsageError(f"{flag} '{value}' is not a whole number >= {minimum}")
-    return str(int(value))
-
-
 def _buildable(defined: dict[str, tuple[str, ...]]) -> str:
     return ", ".join(f"docker/{d}:{t}" for d, targets in defined.items() for t in targets)
 
@@ -431,8 +404,53 @@ def _check_defined(
     raise UsageError(f"{why}; buildable: {_buildable(defined)}")
 
 
-def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int) -> BuildPlan:
+def _check_values(args: argparse.Namespace) -> None:
+    """Refuse, before any work, values that Docker or Pants would refuse only after the build."""
+    for flag, value in (("--uid", args.uid), ("--gid", args.gid)):
+        if value is not None:
+            number = parse_int(value)
+            if number is None or number < 0:
+                raise UsageError(f"{flag} '{value}' is not a whole number >= 0 (ASCII digits)")
+    for tag in args.tags:
+        references.parse(tag, "--tag", allow_digest=False)
+    if args.base_image:
+        references.parse(args.base_image, "--base-image", allow_digest=not args.base_image_tag)
+    if args.base_image_tag and not re.fullmatch(references.TAG_PATTERN, args.base_image_tag, re.ASCII):
+        raise UsageError(
+            f"--base-image-tag '{args.base_image_tag}' is not a tag: up to 128 of "
+            "A-Z a-z 0-9 _ . -, not starting with . or -"
+        )
+
+
+def _push_registries(args: argparse.Namespace, host_env: Mapping[str, str]) -> tuple[str, ...]:
+    """Where --push sends the image: each --tag's registry, else DYNAMO_REGISTRY."""
+    if args.tags:
+        return tuple(
+            dict.fromkeys(
+                registry.address_of(references.parse(tag, "--tag", allow_digest=False))
+                for tag in args.tags
+            )
+        )
+    address = host_env.get(REGISTRY_VARIABLE, "")
+    if not address:
+        raise UsageError(
+            f"--push needs a registry: name the image with --tag REGISTRY/NAME:TAG, or set "
+            f"{REGISTRY_VARIABLE}=HOST[:PORT][/PATH] for ./pants publish "
+            f"(layout: {REGISTRY_LAYOUT_VARIABLE}=dynamo|upstream; see docker/README.md)"
+        )
+    return (registry.parse_address(address, REGISTRY_VARIABLE),)
+
+
+def plan_build(
+    args: argparse.Namespace,
+    cwd: Path,
+    host_uid: int,
+    host_gid: int,
+    host_env: Mapping[str, str] | None = None,
+) -> BuildPlan:
     """Validate build.sh-style arguments and translate them into a BuildPlan."""
+    host_env = os.environ if host_env is None else host_env
+    _check_values(args)
     framework = images.normalize_framework(args.framework or images.DEFAULT_FRAMEWORK)
     target = args.target
     image = images.build_image(framework, target, args.make_efa)
@@ -462,13 +480,9 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
     trtllm_flags = _given_trtllm_flags(args)
     if trtllm_flags and framework != "trtllm":
         raise UsageError(f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'")
-    if args.efa_version and not args.make_efa:
-        raise UsageError("--efa-version applies to EFA builds only; add --make-efa")
-    if args.vllm_max_jobs and framework != "vllm":
-        raise UsageError(f"--vllm-max-jobs applies to --framework vllm only, not '{framework}'")
-    for refused_dest, refusal in REFUSED_FLAGS.items():
-        if getattr(args, refused_dest):
-            raise UsageError(refusal)
+    for flag in REFUSED_FLAGS:
+        if getattr(args, flag.dest):
+            raise UsageError(f"{flag.name}: {flag.refusal}")
     if args.platform:
         accepted = sorted(set(SUPPORTED_PLATFORMS.values()))
         if args.platform not in accepted:
@@ -482,10 +496,10 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
                 f"{host_platform() or platform.machine()}; "
                 f"build on an {args.platform.split('/')[1]} host"
             )
-    if args.no_tag_latest and args.push:
+    if args.no_tag_latest and args.push and not args.tags:
         raise UsageError(
-            "--no-tag-latest cannot be combined with --push: ./pants publish pushes every "
-            f"tag of {image.pants_address}, latest included"
+            "--no-tag-latest cannot be combined with --push without --tag: ./pants publish "
+            f"pushes every tag of {image.pants_address}, latest included; give --tag"
         )
     if args.base_image_tag and not args.base_image:
         raise UsageError("--base-image-tag needs --base-image (the image it tags)")
@@ -539,8 +553,8 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
         values["DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR"] = _resolve_trtllm_wheel_dir(args, cwd)
     if target == "local-dev":
         # As upstream: the dynamo user takes the builder's own UID/GID unless told otherwise.
-        values["DYNAMO_UID"] = _positive_int("--uid", args.uid, 0) if args.uid else str(host_uid)
-        values["DYNAMO_GID"] = _positive_int("--gid", args.gid, 0) if args.gid else str(host_gid)
+        values["DYNAMO_UID"] = str(parse_int(args.uid)) if args.uid else str(host_uid)
+        values["DYNAMO_GID"] = str(parse_int(args.gid)) if args.gid else str(host_gid)
 
     pants_options = []
     for build_arg in args.build_args:
@@ -549,9 +563,12 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
             raise UsageError(f"--build-arg '{build_arg}' is not NAME=VALUE")
         # The option is a shell-string list: Pants splits each value shell-style, so quote it.
         pants_options.append(f"--docker-build-args={shlex.quote(build_arg)}")
-    for tag in args.tags:
-        if any(character.isspace() for character in tag):
-            raise UsageError(f"--tag '{tag}' is not an image reference (it contains whitespace)")
+    registries_to_check = _push_registries(args, host_env) if args.push else ()
+    if args.push and not args.tags:
+        # Shown in the dry run; pants.toml's publish registry reads them.
+        for variable in (REGISTRY_VARIABLE, REGISTRY_LAYOUT_VARIABLE):
+            if host_env.get(variable):
+                values[variable] = host_env[variable]
 
     ordered_env = tuple(
         (knob.env_var, values[knob.env_var]) for knob in BUILD_KNOBS if knob.env_var in values
@@ -564,14 +581,55 @@ def plan_build(args: argparse.Namespace, cwd: Path, host_uid: int, host_gid: int
         extra_tags=tuple(args.tags),
         push=args.push,
         keep_previous_latest=args.no_tag_latest,
+        registries_to_check=registries_to_check,
     )
 
 
-def _image_id_of(client, reference: str) -> str | None:
+def _image_id_of(client: docker.DockerClient, reference: str) -> str | None:
     try:
-        return client.images.get(reference).id
-    except ImageNotFound:
+        return str(client.images.get(reference).id)
+    except sdk().errors.ImageNotFound:
         return None
+
+
+def _push(client: docker.DockerClient, tag: str) -> None:
+    reference = references.parse(tag, "--tag", allow_digest=False)
+    print(f"+ docker push {tag}", file=sys.stderr)
+    try:
+        for status in client.api.push(
+            reference.repository, tag=reference.tag_or_latest, stream=True, decode=True
+        ):
+            if "error" in status:
+                raise EnvironmentProblem(f"docker push {tag} failed: {one_line(status['error'])}")
+    except sdk().errors.APIError as error:
+        raise EnvironmentProblem(
+            f"docker push {tag} failed: {one_line(error.explanation or error)}"
+        ) from error
+
+
+def _untag(client: docker.DockerClient, tags: list[str]) -> None:
+    """Remove tags this build added, so that a failed push leaves no name behind."""
+    for tag in tags:
+        print(f"+ docker rmi {tag}", file=sys.stderr)
+        try:
+            client.images.remove(tag, noprune=True)
+        except sdk().errors.APIError:
+            pass  # already gone
+
+
+def _published_tags(plan: BuildPlan) -> list[str]:
+    """The tags Pants applied for the publish registry (not @local), from its docker-info.json."""
+    info_path = plan.repo_root / plan.image.docker_info_path
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [
+        tag["name"]
+        for entry in info.get("registries", [])
+        if entry.get("alias") not in (None, "local")
+        for tag in entry.get("tags", [])
+    ]
 
 
 def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
@@ -579,6 +637,8 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
     if not (plan.repo_root / PANTS_LAUNCHER).is_file():
         raise EnvironmentProblem(f"no {PANTS_LAUNCHER} launcher in {plan.repo_root}")
     client = connect()  # Pants' docker build needs the engine too; fail early and clearly
+    for address in plan.registries_to_check:
+        registry.check_reachable(address)
     previous_latest = (
         _image_id_of(client, plan.image.latest_tag) if plan.keep_previous_latest else None
     )
@@ -593,8 +653,12 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
     print(f"+ {printable}", file=sys.stderr)
     completed = subprocess.run(plan.pants_argv, cwd=plan.repo_root, env=env, check=False)
     if completed.returncode != 0:
+        if plan.publish_with_pants:
+            # The image built but a push failed: drop the registry's names Pants gave it.
+            _untag(client, _published_tags(plan))
         return completed.returncode
 
+    added: list[str] = []
     try:
         if plan.extra_tags:
             info_path = plan.repo_root / plan.image.docker_info_path
@@ -605,30 +669,27 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
                     f"cannot read the built image id from {info_path}: {one_line(error)}"
                 ) from error
             for tag in plan.extra_tags:
-                repository, tag_name = parse_repository_tag(tag)
+                reference = references.parse(tag, "--tag", allow_digest=False)
+                if _image_id_of(client, tag) != image_id:
+                    added.append(tag)
                 print(f"+ docker tag {image_id} {tag}", file=sys.stderr)
-                client.api.tag(image_id, repository, tag_name or "latest")
+                client.api.tag(image_id, reference.repository, reference.tag_or_latest)
             if plan.push:
-                for tag in plan.extra_tags:
-                    repository, tag_name = parse_repository_tag(tag)
-                    print(f"+ docker push {tag}", file=sys.stderr)
-                    for status in client.api.push(
-                        repository, tag=tag_name or "latest", stream=True, decode=True
-                    ):
-                        if "error" in status:
-                            raise EnvironmentProblem(
-                                f"docker push {tag} failed: {one_line(status['error'])}"
-                            )
+                try:
+                    for tag in plan.extra_tags:
+                        _push(client, tag)
+                except EnvironmentProblem:
+                    _untag(client, added)
+                    raise
         if plan.keep_previous_latest:
-            latest = plan.image.latest_tag
+            latest = references.parse(plan.image.latest_tag, "latest tag")
             if previous_latest:
-                repository, tag_name = parse_repository_tag(latest)
                 print(f"+ docker tag {previous_latest} {latest}", file=sys.stderr)
-                client.api.tag(previous_latest, repository, tag_name)
+                client.api.tag(previous_latest, latest.repository, latest.tag_or_latest)
             else:
                 print(f"+ docker rmi {latest}", file=sys.stderr)
-                client.images.remove(latest)
-    except APIError as error:
+                client.images.remove(str(latest))
+    except sdk().errors.APIError as error:
         raise EnvironmentProblem(
             f"docker refused a post-build step: {one_line(error.explanation or error)}"
         ) from error
@@ -636,7 +697,7 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
 
 
 def command(args: argparse.Namespace) -> int:
-    plan = plan_build(args, Path.cwd(), os.getuid(), os.getgid())
+    plan = plan_build(args, Path.cwd(), os.getuid(), os.getgid(), os.environ)
     if args.dry_run:
         print(plan.shell_script(Path.cwd()))
         return 0

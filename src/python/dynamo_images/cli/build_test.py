@@ -11,6 +11,7 @@ import pytest
 
 from dynamo_images.cli import build
 from dynamo_images.cli.conftest import Checkout, dry_build_steps, run_cli, usage_error
+from dynamo_images.cli.main import main, make_parser
 
 AWKWARD_VALUE = """it's a "quoted" value with  spaces and $HOME"""
 
@@ -65,7 +66,7 @@ def test_framework_and_target_pick_the_pants_target(
     [
         (["--cuda-version", "13.0"], "DYNAMO_CUDA_VERSION=13.0"),
         (["--platform", "linux/amd64"], "DYNAMO_PLATFORM=linux/amd64"),
-        (["--base-image", AWKWARD_VALUE], f"DYNAMO_BASE_IMAGE={AWKWARD_VALUE}"),
+        (["--base-image", "localhost:5000/my/base"], "DYNAMO_BASE_IMAGE=localhost:5000/my/base"),
         (
             ["--base-image", "nvcr.io/nvidia/cuda", "--base-image-tag", "13.0.1-runtime"],
             "DYNAMO_BASE_IMAGE=nvcr.io/nvidia/cuda:13.0.1-runtime",
@@ -183,11 +184,11 @@ def test_printed_build_runs_as_printed(
         "--target",
         "runtime",
         "--base-image",
-        AWKWARD_VALUE,
+        "registry.example:5000/team/cuda:12.9-devel",
         "--build-arg",
         f"NOTE={AWKWARD_VALUE}",
         "--tag",
-        "mine:1",
+        "localhost:5000/mine:1",
         "--push",
     )
     assert code == 0
@@ -203,25 +204,84 @@ def test_printed_build_runs_as_printed(
                 "pants",
                 f"--docker-build-args={shlex.quote('NOTE=' + AWKWARD_VALUE)}",
                 "package",
-                "publish",
                 "docker/vllm:runtime",
             ],
-            "env": {"DYNAMO_BASE_IMAGE": AWKWARD_VALUE},
+            "env": {"DYNAMO_BASE_IMAGE": "registry.example:5000/team/cuda:12.9-devel"},
             "cwd": str(checkout.repo),
         },
         {
-            "argv": ["docker", "tag", "sha256:feedface", "mine:1"],
+            "argv": ["docker", "tag", "sha256:feedface", "localhost:5000/mine:1"],
             "env": {},
             "cwd": str(checkout.repo),
         },
-        {"argv": ["docker", "push", "mine:1"], "env": {}, "cwd": str(checkout.repo)},
+        {
+            "argv": ["docker", "push", "localhost:5000/mine:1"],
+            "env": {},
+            "cwd": str(checkout.repo),
+        },
     ]
 
 
-def test_push_publishes_with_pants(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_push_without_tags_publishes_with_pants_to_the_configured_registry(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DYNAMO_REGISTRY", "localhost:5000/team")
     assert dry_build_steps(capsys, "--push") == [
-        ["./pants", "package", "publish", "docker/vllm:dev"]
+        ["DYNAMO_REGISTRY=localhost:5000/team", "./pants", "package", "publish", "docker/vllm:dev"]
     ]
+    monkeypatch.setenv("DYNAMO_REGISTRY_LAYOUT", "upstream")
+    assert dry_build_steps(capsys, "--push")[0][:2] == [
+        "DYNAMO_REGISTRY=localhost:5000/team",
+        "DYNAMO_REGISTRY_LAYOUT=upstream",
+    ]
+    plan = build.plan_build(
+        make_parser().parse_args(["build", "--push"]), Path.cwd(), 0, 0, os.environ
+    )
+    assert plan.registries_to_check == ("localhost:5000",)
+    monkeypatch.setenv("DYNAMO_REGISTRY", "Not A Registry")
+    assert usage_error(capsys, "build", "--dry-run", "--push") == (
+        "DYNAMO_REGISTRY='Not A Registry' is not a registry address HOST[:PORT][/PATH] "
+        "(e.g. localhost:5000 or nvcr.io/nvidia)"
+    )
+
+
+def test_push_with_tags_pushes_exactly_those(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DYNAMO_REGISTRY", "localhost:5000")  # not used: the tags say where
+    steps = dry_build_steps(capsys, "--push", "--tag", "localhost:5001/a:1", "--tag", "b.example/c:2")
+    assert steps[0] == ["./pants", "package", "docker/vllm:dev"]
+    assert [step for step in steps if step[:2] == ["docker", "push"]] == [
+        ["docker", "push", "localhost:5001/a:1"],
+        ["docker", "push", "b.example/c:2"],
+    ]
+    plan = build.plan_build(
+        make_parser().parse_args(["build", "--push", "--tag", "localhost:5001/a:1", "--tag", "d:3"]),
+        Path.cwd(),
+        0,
+        0,
+        os.environ,
+    )
+    assert plan.registries_to_check == ("localhost:5001", "docker.io")
+    assert not plan.publish_with_pants
+
+
+def test_every_refused_upstream_flag_says_what_replaces_it(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for flag in build.REFUSED_FLAGS:
+        value = [] if flag.metavar is None else ["x"]
+        for spelling in flag.spellings:
+            assert usage_error(capsys, "build", "--dry-run", spelling, *value) == (
+                f"{flag.name}: {flag.refusal}"
+            )
+
+
+def test_question_mark_is_help(checkout: Checkout, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["build", "-?"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: dynamo-images build")
 
 
 def test_no_tag_latest_restores_the_previous_latest(
@@ -414,7 +474,7 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
         (["--make-efa"], "docker/vllm:dev-aws is not defined in docker/vllm/BUILD"),
         (
             ["--make-efa", "--efa-version", "1.45.1"],
-            "docker/vllm:dev-aws is not defined in docker/vllm/BUILD",
+            "--efa-version: EFA libraries come from Debian's libfabric and rdma-core packages",
         ),
         (
             ["--cuda-version", "12.9"],
@@ -445,7 +505,15 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
             "--tensorrtllm-pip-wheel-dir requires an argument",
         ),
         (["--frobnicate"], "unknown option: --frobnicate"),
-        (["--dev-image", "x"], "unknown option: --dev-image"),
+        (["--dev-image", "x"], "--dev-image: local-dev images build on the framework's :dev"),
+        (["--uid", "١٢٣", "--target", "local-dev"], "--uid '١٢٣' is not a whole number >= 0"),
+        (["--gid", "²", "--target", "local-dev"], "--gid '²' is not a whole number >= 0"),
+        (["--vllm-max-jobs", "²"], "--vllm-max-jobs: vLLM is installed from its PyPI wheel"),
+        (["--tag", "UPPER:tag"], "--tag 'UPPER:tag' is not an image reference"),
+        (["--tag", "x@sha256:" + "a" * 64], "--tag 'x@sha256:"),
+        (["--base-image", "Bad Image"], "--base-image 'Bad Image' is not an image reference"),
+        (["--base-image", "b", "--base-image-tag", "-x"], "--base-image-tag '-x' is not a tag"),
+        (["--push"], "--push needs a registry: name the image with --tag REGISTRY/NAME:TAG"),
         (["--uid", "1000"], "--uid/--gid apply to --target local-dev only, not 'dev'"),
         (
             ["--target", "runtime", "--gid", "1000"],
@@ -485,11 +553,7 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
         ),
         (
             ["--efa-version", "1.45.1"],
-            "--efa-version applies to EFA builds only; add --make-efa",
-        ),
-        (
-            ["--framework", "sglang", "--vllm-max-jobs", "8"],
-            "--vllm-max-jobs applies to --framework vllm only, not 'sglang'",
+            "--efa-version: EFA libraries come from Debian's libfabric and rdma-core packages",
         ),
         (
             ["--platform", "linux/s390x"],
@@ -508,7 +572,7 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
         (
             ["--cache-from", "type=registry,ref=x"],
             "--cache-from: the REAPI remote cache in pants.ci.toml plus Docker's local layer "
-            "cache replace --cache-from/--cache-to",
+            "cache replace it",
         ),
         (
             ["--cache-to", "type=inline"],
@@ -517,8 +581,8 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
         ),
         (
             ["--no-tag-latest", "--push"],
-            "--no-tag-latest cannot be combined with --push: ./pants publish pushes every tag of "
-            "docker/vllm:dev",
+            "--no-tag-latest cannot be combined with --push without --tag: ./pants publish "
+            "pushes every tag of docker/vllm:dev",
         ),
         (
             ["--target", "frontend", "--framework", "vllm"],
@@ -528,7 +592,7 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
         (["--build-arg", "NOVALUE"], "--build-arg 'NOVALUE' is not NAME=VALUE"),
         (
             ["--tag", "has space:1"],
-            "--tag 'has space:1' is not an image reference (it contains whitespace)",
+            "--tag 'has space:1' is not an image reference [REGISTRY[:PORT]/]NAME[:TAG]",
         ),
         (["--", "echo"], "build takes no command after --"),
     ],

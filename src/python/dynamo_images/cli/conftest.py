@@ -13,7 +13,7 @@ from dynamo_images.cli.build import STEP_SEPARATOR
 from dynamo_images.cli.main import main
 
 # Host variables that change what the CLI prints; each test starts without them.
-HOST_VARIABLES = ("HF_HOME", "HF_TOKEN", "DOCKER_HOST")
+HOST_VARIABLES = ("HF_HOME", "HF_TOKEN", "DOCKER_HOST", "DYNAMO_REGISTRY", "DYNAMO_REGISTRY_LAYOUT")
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,19 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-def dry_run_argv(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
-    """`run --dry-run ARGV`, printed output parsed back into the argv a shell would pass."""
+def dry_run_words(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    """`run --dry-run ARGV`, the printed command line split as a shell would."""
     code, out, err = run_cli(capsys, "run", "--dry-run", *argv)
     assert (code, err) == (0, "")
     assert out.count("\n") == 1, "the dry run prints exactly one command line"
     return shlex.split(out)
+
+
+def dry_run_argv(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    """The `docker run` part of `run --dry-run ARGV` (the host steps before it dropped)."""
+    words = dry_run_words(capsys, *argv)
+    last_separator = max((i for i, word in enumerate(words) if word == "&&"), default=-1)
+    return words[last_separator + 1 :]
 
 
 def dry_build_steps(capsys: pytest.CaptureFixture[str], *argv: str) -> list[list[str]]:

@@ -44,6 +44,7 @@ LATEST_TAG_PREFIX = "latest-"
 # The runtime user baked into every image (OpenShift style: UID 1000, GID 0). Only `dev` runs as
 # root, for upstream's legacy workflows.
 CONTAINER_USER = "dynamo"
+CONTAINER_USER_UID = 1000
 CONTAINER_USER_HOME = "/home/dynamo"
 ROOT_HOME = "/root"
 ROOT_TARGETS = ("dev",)

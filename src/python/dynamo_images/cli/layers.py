@@ -14,13 +14,14 @@ import json
 import re
 import tarfile
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import docker
-from docker.errors import ImageNotFound
-
-from dynamo_images.cli.engine import connect
+from dynamo_images.cli.engine import connect, sdk
 from dynamo_images.cli.errors import EnvironmentProblem
 from dynamo_images.venv_layers import MANIFEST_DIR
+
+if TYPE_CHECKING:
+    import docker
 
 _SLOT_COPY = re.compile(r"^COPY /layers/(?P<slot>[^/\s]+)/ ")
 _BUILDKIT_SUFFIX = re.compile(r"\s*# buildkit$")
@@ -85,7 +86,7 @@ def _manifests(client: docker.DockerClient, image: docker.models.images.Image) -
     try:
         try:
             stream, _ = container.get_archive(f"{venv}/{MANIFEST_DIR}")
-        except docker.errors.NotFound:
+        except sdk().errors.NotFound:
             return {}
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             out = {}
@@ -105,7 +106,7 @@ def _chains(layers: list[str]) -> list[tuple[str, ...]]:
 def layer_report(client: docker.DockerClient, reference: str) -> Report:
     try:
         image = client.images.get(reference)
-    except ImageNotFound as error:
+    except sdk().errors.ImageNotFound as error:
         raise EnvironmentProblem(f"no image '{reference}' in the local Docker engine") from error
     diff_ids = image.attrs["RootFS"]["Layers"]
     # History is newest first and also lists metadata-only steps (ENV, LABEL, ...).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from dynamo_images.cli import build, layers, run
 from dynamo_images.cli.errors import CliError, UsageError
@@ -21,6 +21,37 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(_reword_argparse_message(message))
+
+
+def attach_option_values(parser: argparse.ArgumentParser, arguments: list[str]) -> list[str]:
+    """Join each value-taking option to its value (`-e -X=1` -> `-e=-X=1`), as upstream's scripts
+    take any next word as the value. argparse would read a value that starts with "-" as an
+    unknown option and report the flag's value missing; joined, the value reaches its own check,
+    which names it. A next word that is one of the parser's options is left alone, so that
+    `--name --rm` still says --name lacks its value."""
+    takes_value: set[str] = set()
+    known: set[str] = set()
+    for action in parser._actions:
+        known.update(action.option_strings)
+        if action.option_strings and action.nargs is None:
+            takes_value.update(action.option_strings)
+    joined: list[str] = []
+    index = 0
+    while index < len(arguments):
+        word = arguments[index]
+        following = arguments[index + 1] if index + 1 < len(arguments) else None
+        if (
+            word in takes_value
+            and following is not None
+            and following.startswith("-")
+            and following.partition("=")[0] not in known
+        ):
+            joined.append(f"{word}={following}")
+            index += 2
+            continue
+        joined.append(word)
+        index += 1
+    return joined
 
 
 def _reword_argparse_message(message: str) -> str:
@@ -41,35 +72,45 @@ def _reword_argparse_message(message: str) -> str:
     return message
 
 
-def make_parser() -> OneLineErrorParser:
-    parser = OneLineErrorParser(
+class CommandParser(OneLineErrorParser):
+    """The top-level parser, which keeps each subcommand's parser by name."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+
+def make_parser() -> CommandParser:
+    parser = CommandParser(
         prog=PROGRAM,
         description="Build and run NVIDIA Dynamo images (replaces upstream's build.sh and run.sh).",
         allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        subparser = commands.add_parser(name, allow_abbrev=False, **kwargs)
+        parser.commands[name] = subparser
+        return subparser
+
     run.add_arguments(
-        commands.add_parser(
+        add_command(
             "run",
             help="run an image with upstream run.sh's options",
             description="Run a Dynamo image. Put the container command after `--`.",
-            allow_abbrev=False,
         )
     )
     build.add_arguments(
-        commands.add_parser(
+        add_command(
             "build",
             help="build an image through ./pants package",
             description="Build a Dynamo image with Pants, accepting upstream build.sh's flags.",
-            allow_abbrev=False,
         )
     )
     layers.add_arguments(
-        commands.add_parser(
+        add_command(
             "inspect",
             help="print an image's layers: size, distributions or paths, sharing",
             description="The per-layer report of an image in the local Docker engine.",
-            allow_abbrev=False,
         )
     )
     return parser
@@ -83,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         container_command = None
     try:
-        args = make_parser().parse_args(arguments)
+        parser = make_parser()
+        if arguments and arguments[0] in parser.commands:
+            arguments = [
+                arguments[0],
+                *attach_option_values(parser.commands[arguments[0]], arguments[1:]),
+            ]
+        args = parser.parse_args(arguments)
         if args.command == "run":
             return run.command(args, container_command or [])
         if container_command is not None:

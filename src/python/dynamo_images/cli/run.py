@@ -1,8 +1,11 @@
 """`dynamo-images run`: upstream run.sh's flags and fixed options, through the Docker SDK.
 
-One RunPlan is built from the command line; `--dry-run` prints it as a `docker run` command and a
-real run hands the same plan to the Docker SDK (`containers.create` then `start`, the two halves of
-`containers.run`, with the same keyword arguments), so the two cannot drift apart.
+One RunPlan is built from the command line. Its `options()` are the one rendering of the plan:
+`--dry-run` prints them as a `docker run` command (after the host steps a real run takes first,
+such as creating the Hugging Face cache directory), and a real run folds the same options into the
+Docker SDK's keyword arguments through SDK_OPTIONS, one entry per docker flag. A flag without an
+entry there fails every test, so the two renderings cannot drift apart; tests/cli compares the
+containers the docker CLI and the SDK create from them on a real engine.
 """
 
 from __future__ import annotations
@@ -10,25 +13,26 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import pwd
+import re
 import select
 import shlex
 import signal
 import socket
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import docker
-from docker.errors import APIError, ImageNotFound, NotFound
-from docker.types import DeviceRequest, Ulimit
-from docker.utils import parse_repository_tag
-
-from dynamo_images.cli import images
-from dynamo_images.cli.engine import connect, one_line
+from dynamo_images.cli import images, references
+from dynamo_images.cli.engine import connect, one_line, sdk
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
+from dynamo_images.cli.integers import parse_int
 from dynamo_images.cli.workspace import find_repo_root
+
+if TYPE_CHECKING:
+    import docker
 
 # Options upstream run.sh passes on every run. Note that with `--ipc host` Docker bind-mounts the
 # host's /dev/shm, so --shm-size only takes effect if --ipc is ever changed; both are kept for
@@ -59,9 +63,11 @@ DEFAULT_NETWORK = "host"
 DEFAULT_GPUS = "all"
 NO_GPUS = "none"
 NO_HF_CACHE = "none"
+# As upstream: GPU runs use the nvidia runtime unless --runtime says otherwise; --gpus none drops it.
 NVIDIA_RUNTIME = "nvidia"
 
 # --mount-workspace, as upstream: the checkout at /workspace, host /tmp and /mnt, HF_TOKEN passed.
+# (Upstream stopped making it privileged in January 2026, ai-dynamo/dynamo#5644; so do we.)
 WORKSPACE_MOUNT_POINT = "/workspace"
 WORKSPACE_EXTRA_MOUNTS = ("/tmp:/tmp", "/mnt:/mnt")
 WORKSPACE_PASSED_ENV = ("HF_TOKEN",)
@@ -74,6 +80,9 @@ NIXL_GDS_CAPS = ("IPC_LOCK",)
 
 ROOT_USERS = ("root", "0")
 ROOT_GROUP = "0"
+# The docker engine's rule for container names (daemon/names.go).
+CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", re.ASCII)
+STEP_SEPARATOR = " && "
 
 
 def parse_bool(value: str) -> bool:
@@ -106,6 +115,11 @@ REPEATABLE_OPTIONS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
         "for engines that may not raise limits that far",
     ),
 )
+
+
+class _RefuseShortInteractive(argparse.Action):
+    def __call__(self, *args: object, **kwargs: object) -> NoReturn:
+        raise UsageError("unknown option: -i (for an interactive terminal give -it)")
 
 
 def add_framework_argument(parser: argparse.ArgumentParser) -> None:
@@ -162,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const=True,
         metavar="TRUE|FALSE",
-        help="privileged mode (default: false, true with --mount-workspace)",
+        help="privileged mode (default: false)",
     )
     parser.add_argument(
         "--rm",
@@ -189,10 +203,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="interactive, with a terminal",
     )
+    # argparse would take -i as an abbreviation of -it; upstream rejects it, and so do we.
+    parser.add_argument("-i", nargs=0, action=_RefuseShortInteractive, help=argparse.SUPPRESS)
     parser.add_argument(
         "--mount-workspace",
         action="store_true",
-        help="mount this checkout at /workspace, plus /tmp and /mnt, pass HF_TOKEN, run privileged",
+        help="mount this checkout at /workspace, plus /tmp and /mnt, and pass HF_TOKEN",
     )
     parser.add_argument(
         "--use-nixl-gds",
@@ -218,8 +234,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True)
+class HostDir:
+    """A host directory a run creates before starting the container, so that dockerd does not
+    create it (as root, which the image's UID 1000 user could not write to)."""
+
+    path: str
+    # Given to the directory when it is created: set when root runs a container whose user is not.
+    owner: tuple[int, int] | None = None
+
+    def shell_command(self) -> str:
+        quoted = shlex.quote(self.path)
+        make = f"mkdir -p -- {quoted}"
+        if self.owner is None:
+            return make
+        uid, gid = self.owner
+        return f"{{ [ -d {quoted} ] || {{ {make} && chown {uid}:{gid} -- {quoted}; }}; }}"
+
+    def create(self) -> None:
+        if os.path.isdir(self.path):
+            return
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            if self.owner is not None:
+                os.chown(self.path, *self.owner)
+        except OSError as error:
+            raise EnvironmentProblem(f"cannot create {self.path}: {error.strerror}") from error
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """docker's `--gpus` value, parsed (the SDK's DeviceRequest fields)."""
+
+    driver: str
+    count: int
+    device_ids: tuple[str, ...]
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UlimitSpec:
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
 class RunPlan:
-    """Everything one `docker run` needs, in docker CLI terms; rendered as argv or SDK kwargs."""
+    """Everything one `docker run` needs, in docker CLI terms; rendered by `options()`."""
 
     image: str
     image_ref: images.ImageRef | None  # set when the image is one this repository builds
@@ -240,101 +301,156 @@ class RunPlan:
     group_add: tuple[str, ...] = ()
     name: str | None = None
     entrypoint: str | None = None
-    # Host directories a real run creates first, so Docker doesn't create them owned by root.
-    host_dirs_to_create: tuple[str, ...] = field(default=(), compare=False)
+    host_dirs: tuple[HostDir, ...] = ()
+
+    def options(self) -> list[tuple[str, str | None]]:
+        """The docker run options as (flag, value or None), in upstream run.sh's order."""
+        options: list[tuple[str, str | None]] = []
+        if self.gpus is not None:
+            options.append(("--gpus", self.gpus))
+        if self.interactive:
+            options.append(("-it", None))
+        if self.remove:
+            options.append(("--rm", None))
+        options.append(("--network", self.network))
+        if self.runtime:
+            options.append(("--runtime", self.runtime))
+        options.append(("--shm-size", SHM_SIZE))
+        options += [("--ulimit", ulimit) for ulimit in self.ulimits]
+        options += [("-e", variable) for variable in self.environment]
+        options += [("-v", volume) for volume in self.volumes]
+        options += [("-p", port) for port in self.ports]
+        options.append(("-w", self.workdir))
+        options += [("--cap-add", cap) for cap in (*ALWAYS_ADDED_CAPS, *self.extra_caps)]
+        options.append(("--ipc", IPC_MODE))
+        if self.privileged:
+            options.append(("--privileged", None))
+        if self.user:
+            options.append(("--user", self.user))
+        options += [("--group-add", group) for group in self.group_add]
+        if self.name:
+            options.append(("--name", self.name))
+        if self.entrypoint:
+            options.append(("--entrypoint", self.entrypoint))
+        return options
 
     def docker_argv(self) -> list[str]:
-        """The equivalent docker CLI command, options in upstream run.sh's order."""
+        """The equivalent docker CLI command."""
         argv = ["docker", "run"]
-        if self.gpus is not None:
-            argv += ["--gpus", self.gpus]
-        if self.interactive:
-            argv.append("-it")
-        if self.remove:
-            argv.append("--rm")
-        argv += ["--network", self.network]
-        if self.runtime:
-            argv += ["--runtime", self.runtime]
-        argv.append(f"--shm-size={SHM_SIZE}")
-        for ulimit in self.ulimits:
-            argv += ["--ulimit", ulimit]
-        for variable in self.environment:
-            argv += ["-e", variable]
-        for volume in self.volumes:
-            argv += ["-v", volume]
-        for port in self.ports:
-            argv += ["-p", port]
-        argv += ["-w", self.workdir]
-        for cap in ALWAYS_ADDED_CAPS:
-            argv += ["--cap-add", cap]
-        for cap in self.extra_caps:
-            argv += ["--cap-add", cap]
-        argv += ["--ipc", IPC_MODE]
-        if self.privileged:
-            argv.append("--privileged")
-        if self.user:
-            argv += ["--user", self.user]
-        for group in self.group_add:
-            argv += ["--group-add", group]
-        if self.name:
-            argv += ["--name", self.name]
-        if self.entrypoint:
-            argv += ["--entrypoint", self.entrypoint]
-        argv.append(self.image)
-        argv += self.command
-        return argv
+        for flag, value in self.options():
+            if value is None:
+                argv.append(flag)
+            elif flag in JOINED_FLAGS:
+                argv.append(f"{flag}={value}")
+            else:
+                argv += [flag, value]
+        return [*argv, self.image, *self.command]
+
+    def shell_script(self) -> str:
+        """What a real run does, as one shell command: host steps first, then docker run."""
+        steps = [directory.shell_command() for directory in self.host_dirs]
+        return STEP_SEPARATOR.join([*steps, shlex.join(self.docker_argv())])
 
     def sdk_kwargs(self, host_env: Mapping[str, str]) -> dict[str, Any]:
-        """Keyword arguments for `client.containers.run(image, command, **kwargs)`.
-
-        `remove` is deliberately not the daemon-side auto_remove: the container must outlive its
-        exit long enough for us to read its exit code, and `execute` removes it afterwards.
-        """
-        kwargs: dict[str, Any] = {
-            "network_mode": self.network,
-            "shm_size": SHM_SIZE,
-            "ulimits": [parse_ulimit(spec) for spec in self.ulimits],
-            "environment": resolve_environment(self.environment, host_env),
-            "volumes": list(self.volumes),
-            "working_dir": self.workdir,
-            "cap_add": [*ALWAYS_ADDED_CAPS, *self.extra_caps],
-            "ipc_mode": IPC_MODE,
-            "privileged": self.privileged,
-            "stdin_open": self.interactive,
-            "tty": self.interactive,
-        }
-        if self.gpus is not None:
-            kwargs["device_requests"] = [parse_gpus(self.gpus)]
-        if self.runtime:
-            kwargs["runtime"] = self.runtime
-        if self.ports:
-            kwargs["ports"] = parse_port_bindings(self.ports)
-        if self.user:
-            kwargs["user"] = self.user
-        if self.group_add:
-            kwargs["group_add"] = list(self.group_add)
-        if self.name:
-            kwargs["name"] = self.name
-        if self.entrypoint:
-            # A list, as the docker CLI does: the SDK would shlex-split a plain string.
-            kwargs["entrypoint"] = [self.entrypoint]
+        """Keyword arguments for `client.containers.create(image, command, **kwargs)`: the same
+        options() folded through SDK_OPTIONS."""
+        kwargs: dict[str, Any] = {}
+        for flag, value in self.options():
+            SDK_OPTIONS[flag](kwargs, value, host_env)
+        if "ports" in kwargs:
+            kwargs["ports"] = parse_port_bindings(tuple(kwargs["ports"]))
         return kwargs
 
 
-def parse_ulimit(spec: str) -> Ulimit:
+# Options the docker CLI spells as one word, as upstream does.
+JOINED_FLAGS = ("--shm-size",)
+SdkSetter = Callable[[dict[str, Any], "str | None", Mapping[str, str]], None]
+
+
+def _set(keyword: str, convert: Callable[[str], Any] = str) -> SdkSetter:
+    def setter(kwargs: dict[str, Any], value: str | None, host_env: Mapping[str, str]) -> None:
+        assert value is not None
+        kwargs[keyword] = convert(value)
+
+    return setter
+
+
+def _append(keyword: str, convert: Callable[[str], Any] = str) -> SdkSetter:
+    def setter(kwargs: dict[str, Any], value: str | None, host_env: Mapping[str, str]) -> None:
+        assert value is not None
+        kwargs.setdefault(keyword, []).append(convert(value))
+
+    return setter
+
+
+def _switch(*keywords: str) -> SdkSetter:
+    def setter(kwargs: dict[str, Any], value: str | None, host_env: Mapping[str, str]) -> None:
+        kwargs.update(dict.fromkeys(keywords, True))
+
+    return setter
+
+
+def _environment(kwargs: dict[str, Any], value: str | None, host_env: Mapping[str, str]) -> None:
+    assert value is not None
+    kwargs.setdefault("environment", []).extend(resolve_environment((value,), host_env))
+
+
+def _not_for_the_sdk(kwargs: dict[str, Any], value: str | None, host_env: Mapping[str, str]) -> None:
+    """--rm: not the daemon-side auto_remove, since the container must outlive its exit long enough
+    for its exit code to be read; `execute` removes it afterwards, as the docker CLI does."""
+
+
+def _device_request(value: str) -> Any:
+    request = parse_gpus(value)
+    return sdk().types.DeviceRequest(
+        driver=request.driver,
+        count=request.count,
+        device_ids=list(request.device_ids),
+        capabilities=[list(request.capabilities)],
+    )
+
+
+def _sdk_ulimit(value: str) -> Any:
+    spec = parse_ulimit(value)
+    return sdk().types.Ulimit(name=spec.name, soft=spec.soft, hard=spec.hard)
+
+
+# One entry per flag RunPlan.options() emits: how the SDK says it.
+SDK_OPTIONS: dict[str, SdkSetter] = {
+    "--gpus": _append("device_requests", _device_request),
+    "-it": _switch("stdin_open", "tty"),
+    "--rm": _not_for_the_sdk,
+    "--network": _set("network_mode"),
+    "--runtime": _set("runtime"),
+    "--shm-size": _set("shm_size"),
+    "--ulimit": _append("ulimits", _sdk_ulimit),
+    "-e": _environment,
+    "-v": _append("volumes"),
+    "-p": _append("ports"),
+    "-w": _set("working_dir"),
+    "--cap-add": _append("cap_add"),
+    "--ipc": _set("ipc_mode"),
+    "--privileged": _switch("privileged"),
+    "--user": _set("user"),
+    "--group-add": _append("group_add"),
+    "--name": _set("name"),
+    # A list, as the docker CLI sends it: the SDK would shlex-split a plain string.
+    "--entrypoint": _set("entrypoint", lambda value: [value]),
+}
+
+
+def parse_ulimit(spec: str) -> UlimitSpec:
     """docker's `--ulimit name=soft[:hard]`; the hard limit defaults to the soft one."""
     name, has_limits, limits = spec.partition("=")
-    soft, _, hard = limits.partition(":")
+    soft_text, _, hard_text = limits.partition(":")
     if not has_limits or name not in ULIMIT_NAMES:
         raise UsageError(
             f"--ulimit '{spec}' is not NAME=SOFT[:HARD] with NAME one of {', '.join(ULIMIT_NAMES)}"
         )
-    try:
-        return Ulimit(name=name, soft=int(soft), hard=int(hard or soft))
-    except ValueError:
-        raise UsageError(
-            f"--ulimit '{spec}': limits must be whole numbers (-1 for unlimited)"
-        ) from None
+    soft, hard = parse_int(soft_text), parse_int(hard_text or soft_text)
+    if soft is None or hard is None:
+        raise UsageError(f"--ulimit '{spec}': limits must be whole numbers (-1 for unlimited)")
+    return UlimitSpec(name, soft, hard)
 
 
 def merge_ulimits(overrides: list[str]) -> tuple[str, ...]:
@@ -345,7 +461,7 @@ def merge_ulimits(overrides: list[str]) -> tuple[str, ...]:
     return tuple(by_name.values())
 
 
-def parse_gpus(value: str) -> DeviceRequest:
+def parse_gpus(value: str) -> GpuRequest:
     """docker's `--gpus` syntax (cli/opts/gpus.go): `all`, a count, or CSV of key=value fields."""
     try:
         fields = next(csv.reader([value]))
@@ -354,7 +470,7 @@ def parse_gpus(value: str) -> DeviceRequest:
     count: int | None = None
     device_ids: list[str] | None = None
     driver = ""
-    capabilities = [["gpu"]]
+    capabilities = ["gpu"]
     seen: set[str] = set()
     for item in fields:
         key, has_value, item_value = item.partition("=")
@@ -370,7 +486,7 @@ def parse_gpus(value: str) -> DeviceRequest:
         elif key == "driver":
             driver = item_value
         elif key == "capabilities":
-            capabilities = [[*item_value.split(","), "gpu"]]
+            capabilities = [*item_value.split(","), "gpu"]
         else:
             raise UsageError(
                 f"--gpus '{value}' has unknown key '{key}'; "
@@ -378,24 +494,19 @@ def parse_gpus(value: str) -> DeviceRequest:
             )
     if count is None and device_ids is None:
         count = 1
-    return DeviceRequest(
-        driver=driver,
-        count=count or 0,
-        device_ids=device_ids or [],
-        capabilities=capabilities,
-    )
+    return GpuRequest(driver, count or 0, tuple(device_ids or ()), tuple(capabilities))
 
 
 def _gpu_count(text: str, whole_value: str) -> int:
     if text == "all":
         return -1
-    try:
-        return int(text)
-    except ValueError:
+    count = parse_int(text)
+    if count is None or count < 0:
         raise UsageError(
             f"--gpus '{whole_value}': '{text}' is not a GPU count; "
             "accepted: all, a number, device=ID[,ID...]"
-        ) from None
+        )
+    return count
 
 
 def parse_port_bindings(specs: tuple[str, ...]) -> dict[str, Any]:
@@ -407,22 +518,24 @@ def parse_port_bindings(specs: tuple[str, ...]) -> dict[str, Any]:
     return {port: found[0] if len(found) == 1 else found for port, found in bindings.items()}
 
 
+PORT_PROTOCOLS = ("tcp", "udp", "sctp")
+
+
 def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
+    not_a_mapping = f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]"
     body, _, protocol = spec.partition("/")
     protocol = protocol or "tcp"
+    if protocol not in PORT_PROTOCOLS:
+        raise UsageError(f"-p '{spec}': unknown protocol '{protocol}'; accepted: tcp, udp, sctp")
     host_ip = ""
     if body.startswith("["):  # [IPv6]:host:container
         closing = body.find("]:")
         if closing < 0:
-            raise UsageError(
-                f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]"
-            )
+            raise UsageError(not_a_mapping)
         host_ip, body = body[1:closing], body[closing + 2 :]
         parts = body.split(":")
         if len(parts) != 2:
-            raise UsageError(
-                f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]"
-            )
+            raise UsageError(not_a_mapping)
         host_ports_text, container_ports_text = parts
     else:
         parts = body.split(":")
@@ -433,9 +546,7 @@ def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
         elif len(parts) == 3:
             host_ip, host_ports_text, container_ports_text = parts
         else:
-            raise UsageError(
-                f"-p '{spec}' is not a port mapping; expected [IP:]HOST:CONTAINER[/PROTO]"
-            )
+            raise UsageError(not_a_mapping)
     container_ports = _port_range(container_ports_text, spec)
     host_ports: list[int | None] = (
         list(_port_range(host_ports_text, spec))
@@ -456,11 +567,8 @@ def _parse_port_spec(spec: str) -> list[tuple[str, Any]]:
 
 def _port_range(text: str, spec: str) -> list[int]:
     first, _, last = text.partition("-")
-    try:
-        start, end = int(first), int(last or first)
-    except ValueError:
-        raise UsageError(f"-p '{spec}': '{text}' is not a port or port range") from None
-    if not (0 < start <= end <= 65535):
+    start, end = parse_int(first), parse_int(last or first)
+    if start is None or end is None or not (0 < start <= end <= 65535):
         raise UsageError(f"-p '{spec}': '{text}' is not a port or port range")
     return list(range(start, end + 1))
 
@@ -476,16 +584,39 @@ def resolve_environment(variables: tuple[str, ...], host_env: Mapping[str, str])
     return resolved
 
 
+def _check_variable(variable: str) -> None:
+    name = variable.partition("=")[0]
+    if not name or name.startswith("-") or any(character.isspace() for character in name):
+        raise UsageError(
+            f"-e '{variable}': '{name}' is not an environment variable name "
+            "(give NAME=VALUE, or NAME to copy it from your environment)"
+        )
+
+
 def _runs_as_root(user: str | None, image_runs_as_root: bool) -> bool:
     if user is None:
         return image_runs_as_root
     return user.split(":", 1)[0] in ROOT_USERS
 
 
-def _absolute_host_path(path: str, home: str, cwd: Path) -> str:
-    if path == "~" or path.startswith("~/"):
-        path = home + path[1:]
-    return str((cwd / path).resolve()) if not os.path.isabs(path) else os.path.normpath(path)
+def _expand_home(path: str, home: str, flag: str) -> str:
+    """`~` and `~user` as a shell expands them (the docker CLI does not: the engine would get a
+    relative path)."""
+    if not path.startswith("~"):
+        return path
+    user, slash, rest = path[1:].partition("/")
+    if not user:
+        return home + slash + rest
+    try:
+        user_home = pwd.getpwnam(user).pw_dir
+    except KeyError:
+        raise UsageError(f"{flag} '{path}': there is no user '{user}' on this host") from None
+    return user_home + slash + rest
+
+
+def _absolute_host_path(path: str, home: str, cwd: Path, flag: str) -> str:
+    path = _expand_home(path, home, flag)
+    return os.path.normpath(path) if os.path.isabs(path) else str((cwd / path).resolve())
 
 
 def _absolutize_volume(spec: str, home: str, cwd: Path) -> str:
@@ -495,14 +626,45 @@ def _absolutize_volume(spec: str, home: str, cwd: Path) -> str:
     """
     source, separator, rest = spec.partition(":")
     if separator and (source.startswith((".", "~")) or source in (".", "..")):
-        return f"{_absolute_host_path(source, home, cwd)}:{rest}"
+        return f"{_absolute_host_path(source, home, cwd, '-v')}:{rest}"
     return spec
 
 
+def _container_uid(user: str | None) -> int | None:
+    """The numeric UID the container runs as, when it is known without asking the image."""
+    if user is None:
+        return images.CONTAINER_USER_UID
+    return parse_int(user.split(":", 1)[0])
+
+
+def _check_values(args: argparse.Namespace) -> None:
+    """Refuse, before any work, values that docker would refuse only after we started."""
+    if args.image and not references.is_image_id(args.image):
+        references.parse(args.image, "--image")
+    if args.name and not CONTAINER_NAME.fullmatch(args.name):
+        raise UsageError(
+            f"--name '{args.name}' is not a container name: at least two of "
+            "a-z A-Z 0-9 _ . -, starting with a letter or digit"
+        )
+    if not args.workdir.startswith("/"):
+        raise UsageError(f"--workdir '{args.workdir}' is not an absolute path in the container")
+    for variable in args.env:
+        _check_variable(variable)
+    if args.user is not None:
+        user, has_group, group = args.user.partition(":")
+        if not user or (has_group and not group):
+            raise UsageError(f"--user '{args.user}' is not USER[:GROUP]")
+
+
 def plan_run(
-    args: argparse.Namespace, command: list[str], host_env: Mapping[str, str], cwd: Path
+    args: argparse.Namespace,
+    command: list[str],
+    host_env: Mapping[str, str],
+    cwd: Path,
+    caller_uid: int | None = None,
 ) -> RunPlan:
     """Turn parsed `run` arguments into a RunPlan, applying upstream's defaults and rules."""
+    _check_values(args)
     framework = images.normalize_framework(args.framework or images.DEFAULT_FRAMEWORK)
     target = args.target or images.DEFAULT_TARGET
     requested_ref = images.run_image(framework, target)
@@ -515,38 +677,40 @@ def plan_run(
         image = requested_ref.latest_tag
         image_ref = user_ref = requested_ref
     home = host_env.get("HOME") or str(Path.home())
+    caller_uid = os.geteuid() if caller_uid is None else caller_uid
 
     gpus: str | None = None if args.gpus.lower() == NO_GPUS else args.gpus
     if gpus is not None:
         parse_gpus(gpus)  # reject bad syntax before printing or running anything
     for port in args.ports:
         _parse_port_spec(port)
-    runtime = args.runtime if gpus is not None else None
+    runtime = (args.runtime or NVIDIA_RUNTIME) if gpus is not None else None
 
     environment: list[str] = []
     volumes = [_absolutize_volume(spec, home, cwd) for spec in args.volumes]
-    privileged = args.privileged
-
     if args.mount_workspace:
         volumes.append(f"{find_repo_root(cwd)}:{WORKSPACE_MOUNT_POINT}")
         volumes += WORKSPACE_EXTRA_MOUNTS
-        if privileged is None:
-            privileged = True
 
-    host_dirs: list[str] = []
+    container_root = _runs_as_root(args.user, user_ref.runs_as_root)
+    host_dirs: list[HostDir] = []
     hf_cache = args.hf_cache or host_env.get("HF_HOME") or f"{home}/{images.HF_CACHE_UNDER_HOME}"
     if hf_cache.lower() != NO_HF_CACHE:
-        hf_host_dir = _absolute_host_path(hf_cache, home, cwd)
-        container_home = (
-            images.ROOT_HOME
-            if _runs_as_root(args.user, user_ref.runs_as_root)
-            else images.CONTAINER_USER_HOME
-        )
+        hf_host_dir = _absolute_host_path(hf_cache, home, cwd, "--hf-cache")
+        container_home = images.ROOT_HOME if container_root else images.CONTAINER_USER_HOME
         hf_container_dir = f"{container_home}/{images.HF_CACHE_UNDER_HOME}"
         volumes.append(f"{hf_host_dir}:{hf_container_dir}")
         # Ours goes first so that a user's own `-e HF_HOME=...` still wins.
         environment.append(f"HF_HOME={hf_container_dir}")
-        host_dirs.append(hf_host_dir)
+        # Root creating it for a non-root container user hands it to that user (group 0, as the
+        # images' files); anyone else creates it as themselves, as upstream's `mkdir -p` does.
+        container_uid = _container_uid(args.user)
+        owner = (
+            (container_uid, int(ROOT_GROUP))
+            if caller_uid == 0 and not container_root and container_uid is not None
+            else None
+        )
+        host_dirs.append(HostDir(hf_host_dir, owner))
 
     environment += args.env
     if args.mount_workspace:
@@ -579,29 +743,29 @@ def plan_run(
         ports=tuple(args.ports),
         workdir=args.workdir,
         extra_caps=tuple(extra_caps),
-        privileged=bool(privileged),
+        privileged=bool(args.privileged),
         user=args.user,
         group_add=group_add,
         name=args.name,
         entrypoint=args.entrypoint,
-        host_dirs_to_create=tuple(host_dirs),
+        host_dirs=tuple(host_dirs),
     )
 
 
 def check_engine_runtimes(plan: RunPlan, engine_info: Mapping[str, Any]) -> None:
-    """Refuse GPU runs on an engine without the nvidia runtime, and unknown --runtime values."""
+    """Refuse a runtime the engine lacks, saying what gives GPU runs the nvidia one."""
     runtimes = sorted(engine_info.get("Runtimes") or {})
     listed = ", ".join(runtimes) or "none"
-    if plan.gpus is not None and NVIDIA_RUNTIME not in runtimes:
+    if plan.runtime is None or plan.runtime in runtimes:
+        return
+    if plan.runtime == NVIDIA_RUNTIME and plan.gpus is not None:
         raise EnvironmentProblem(
-            f"--gpus {plan.gpus} asks for GPUs but the Docker engine has no "
-            f"'{NVIDIA_RUNTIME}' runtime "
-            f"(it has: {listed}); install the NVIDIA Container Toolkit, or pass --gpus none"
+            f"--gpus {plan.gpus} runs with the '{NVIDIA_RUNTIME}' runtime, which the Docker engine "
+            f"lacks (it has: {listed}); install the NVIDIA Container Toolkit, or pass --gpus none"
         )
-    if plan.runtime and plan.runtime not in runtimes:
-        raise EnvironmentProblem(
-            f"--runtime {plan.runtime}: the Docker engine has no such runtime (it has: {listed})"
-        )
+    raise EnvironmentProblem(
+        f"--runtime {plan.runtime}: the Docker engine has no such runtime (it has: {listed})"
+    )
 
 
 def missing_image_message(plan: RunPlan) -> str:
@@ -614,19 +778,20 @@ def missing_image_message(plan: RunPlan) -> str:
 
 
 def _ensure_image(client: docker.DockerClient, plan: RunPlan) -> None:
+    errors = sdk().errors
     try:
         client.images.get(plan.image)
         return
-    except ImageNotFound:
+    except errors.ImageNotFound:
         pass
     if plan.image_ref is not None:
         # Our images come from `./pants package`, never from a registry.
         raise EnvironmentProblem(missing_image_message(plan))
     # Anything else is pulled, as `docker run` would.
-    repository, tag = parse_repository_tag(plan.image)
+    reference = references.parse(plan.image, "--image")
     try:
-        client.images.pull(repository, tag=tag or "latest")
-    except APIError as error:
+        client.images.pull(reference.repository, tag=reference.digest or reference.tag_or_latest)
+    except errors.APIError as error:
         raise EnvironmentProblem(
             f"{missing_image_message(plan)} and could not be pulled: "
             f"{one_line(error.explanation or error)}"
@@ -659,10 +824,11 @@ def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
             "-it needs a terminal on standard input; drop -it to run without one"
         )
     client = connect()
+    errors = sdk().errors
     check_engine_runtimes(plan, client.info())
     _ensure_image(client, plan)
-    for directory in plan.host_dirs_to_create:
-        os.makedirs(directory, exist_ok=True)
+    for directory in plan.host_dirs:
+        directory.create()
 
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
     container = None
@@ -685,7 +851,7 @@ def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
                     container.id, stdout=True, stderr=True, stream=True, demux=True
                 )
             container.start()
-        except APIError as error:
+        except errors.APIError as error:
             raise EnvironmentProblem(
                 start_failure_message(plan, one_line(error.explanation or error))
             ) from error
@@ -703,7 +869,7 @@ def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
         if container is not None and plan.remove:
             try:
                 container.remove(force=True)
-            except NotFound:
+            except errors.NotFound:
                 pass
 
 
@@ -729,7 +895,7 @@ def _relay_terminal(client: docker.DockerClient, container_id: str, attached: An
         try:
             size = os.get_terminal_size(stdout_fd)
             client.api.resize(container_id, height=size.lines, width=size.columns)
-        except (OSError, APIError):
+        except (OSError, sdk().errors.APIError):
             pass  # not a terminal, or the container already exited
 
     saved_terminal = termios.tcgetattr(stdin_fd)
@@ -761,6 +927,6 @@ def _relay_terminal(client: docker.DockerClient, container_id: str, attached: An
 def command(args: argparse.Namespace, container_command: list[str]) -> int:
     plan = plan_run(args, container_command, os.environ, Path.cwd())
     if args.dry_run:
-        print(shlex.join(plan.docker_argv()))
+        print(plan.shell_script())
         return 0
     return execute(plan, os.environ)

@@ -6,10 +6,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from docker.types import DeviceRequest, Ulimit
 
 from dynamo_images.cli import run
-from dynamo_images.cli.conftest import Checkout, dry_run_argv, run_cli, usage_error
+from dynamo_images.cli.conftest import (
+    Checkout,
+    dry_run_argv,
+    dry_run_words,
+    run_cli,
+    usage_error,
+)
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
 from dynamo_images.cli.main import make_parser
 
@@ -47,6 +52,8 @@ def test_defaults_match_upstream_run_sh(
         "--rm",
         "--network",
         "host",
+        "--runtime",
+        "nvidia",
         *FIXED_OPTIONS,
         "-e",
         "HF_HOME=/root/.cache/huggingface",
@@ -76,8 +83,8 @@ def test_defaults_match_upstream_run_sh(
         ),
         (["--target", "runtime-aws"], "dynamo:latest-vllm-runtime-aws"),
         (
-            ["--image", "registry.example/team/dynamo:my tag"],
-            "registry.example/team/dynamo:my tag",
+            ["--image", "registry.example:5000/team/dynamo:my-tag"],
+            "registry.example:5000/team/dynamo:my-tag",
         ),
     ],
 )
@@ -147,7 +154,7 @@ def test_value_flags_reach_the_command(
         "--hf-cache",
         "none",
         "--name",
-        "my box",
+        "my.box_1",
         "--entrypoint",
         "/bin/my entry",
         "--workdir",
@@ -177,7 +184,7 @@ def test_value_flags_reach_the_command(
         "--ipc",
         "host",
         "--name",
-        "my box",
+        "my.box_1",
         "--entrypoint",
         "/bin/my entry",
         "dynamo:latest-vllm-dev",
@@ -265,8 +272,9 @@ def test_mount_workspace_mirrors_upstream(
         "HF_HOME=/home/dynamo/.cache/huggingface",
         "HF_TOKEN",
     ]
-    assert "--privileged" in argv
-    assert "--privileged" not in dry_run_argv(capsys, "--mount-workspace", "--privileged", "false")
+    # Upstream dropped the --privileged default of --mount-workspace (ai-dynamo/dynamo#5644).
+    assert "--privileged" not in argv
+    assert "--privileged" in dry_run_argv(capsys, "--mount-workspace", "--privileged")
 
 
 def test_mount_workspace_outside_the_checkout_is_an_environment_error(
@@ -324,7 +332,7 @@ def test_printed_command_runs_as_printed(
         "run",
         "--dry-run",
         "--name",
-        AWKWARD_VALUE,
+        "box",
         "-e",
         f"X={AWKWARD_VALUE}",
         "-v",
@@ -357,36 +365,29 @@ def test_printed_command_runs_as_printed(
     assert [word.decode() for word in received] == expected.docker_argv()[1:]
 
 
-def test_sdk_kwargs_match_the_printed_command(checkout: Checkout) -> None:
-    plan = plan_for(
+def every_option_plan(checkout: Checkout) -> run.RunPlan:
+    """A plan that uses every option RunPlan can render."""
+    return plan_for(
         "--target",
         "runtime",
         "--name",
         "box",
         "--entrypoint",
         "/bin/entry point",
-        "--runtime",
-        "nvidia",
         "--gpus",
         '"device=0,2",capabilities=compute',
+        "-it",
+        "--privileged",
         "-e",
         "SET=1",
         "-e",
         "FROM_HOST",
-        "-e",
-        "MISSING_ON_HOST",
         "-v",
         "/a:/b:ro",
         "-p",
         "8000:8000",
-        "-p",
-        "[::1]:9000-9001:9000-9001/udp",
-        "-p",
-        "7000",
-        "-p",
-        "127.0.0.1::7001",
-        "-p",
-        "6000:7000",
+        "--ulimit",
+        "nofile=1024:4096",
         "--user",
         "1000",
         "--use-nixl-gds",
@@ -394,68 +395,88 @@ def test_sdk_kwargs_match_the_printed_command(checkout: Checkout) -> None:
         "bridge",
         command=("python3", "-c", "print(1)"),
     )
+
+
+def test_every_rendered_option_has_an_sdk_translation(checkout: Checkout) -> None:
+    """Both ways: each flag options() emits has an SDK_OPTIONS entry (else sdk_kwargs raises
+    KeyError), and each entry is used. tests/cli/run_parity_integration_test.py shows on a real
+    engine that the two make the same container."""
+    plan = every_option_plan(checkout)
+    emitted = {flag for flag, _ in plan.options()}
+    assert emitted == set(run.SDK_OPTIONS)
+    plan.sdk_kwargs({"FROM_HOST": "x"})
+
+
+def test_sdk_kwargs_follow_the_rendered_options(checkout: Checkout) -> None:
+    plan = every_option_plan(checkout)
     kwargs = plan.sdk_kwargs({"FROM_HOST": "host value"})
-    hf_dir = f"{checkout.home}/.cache/huggingface"
-    assert kwargs == {
-        "network_mode": "bridge",
-        "shm_size": "10G",
-        "ulimits": [
-            Ulimit(name="memlock", soft=-1, hard=-1),
-            Ulimit(name="stack", soft=67108864, hard=67108864),
-            Ulimit(name="nofile", soft=65536, hard=65536),
-        ],
-        "environment": [
-            "HF_HOME=/home/dynamo/.cache/huggingface",
-            "SET=1",
-            "FROM_HOST=host value",
-        ],
-        "volumes": [
-            "/a:/b:ro",
-            f"{hf_dir}:/home/dynamo/.cache/huggingface",
-            "/run/udev:/run/udev:ro",
-            "/tmp:/tmp",
-        ],
-        "working_dir": "/workspace",
-        "cap_add": ["CAP_SYS_PTRACE", "IPC_LOCK"],
-        "ipc_mode": "host",
-        "privileged": False,
-        "stdin_open": False,
-        "tty": False,
-        "device_requests": [
-            DeviceRequest(
-                driver="",
-                count=0,
-                device_ids=["0", "2"],
-                capabilities=[["compute", "gpu"]],
-            )
-        ],
-        "runtime": "nvidia",
-        "ports": {
-            "8000/tcp": 8000,
-            "9000/udp": ("::1", 9000),
-            "9001/udp": ("::1", 9001),
-            "7000/tcp": [None, 6000],
-            "7001/tcp": ("127.0.0.1",),
-        },
-        "user": "1000",
-        "group_add": ["0"],
-        "name": "box",
-        "entrypoint": ["/bin/entry point"],
-    }
-    assert plan.command == ("python3", "-c", "print(1)")
+    # Values the SDK takes in another shape than the CLI: each follows the plan, not a literal.
+    assert kwargs["entrypoint"] == [plan.entrypoint]
+    assert kwargs["environment"][-2:] == ["SET=1", "FROM_HOST=host value"]
+    assert [u["Name"] for u in kwargs["ulimits"]] == [u.partition("=")[0] for u in plan.ulimits]
+    assert kwargs["device_requests"][0]["DeviceIDs"] == ["0", "2"]
+    assert kwargs["ports"] == {"8000/tcp": 8000}
+    assert (kwargs["stdin_open"], kwargs["tty"], kwargs["privileged"]) == (True, True, True)
+    # --rm is ours to honour (the exit code is read first), never the daemon's auto_remove.
+    assert "auto_remove" not in kwargs
+    assert "--rm" in plan.docker_argv()
 
 
-def test_sdk_kwargs_for_interactive_privileged_default_gpus(checkout: Checkout) -> None:
-    kwargs = plan_for("-it", "--privileged", "--hf-cache", "none").sdk_kwargs({})
-    assert (kwargs["stdin_open"], kwargs["tty"], kwargs["privileged"]) == (
-        True,
-        True,
-        True,
-    )
-    assert kwargs["device_requests"] == [
-        DeviceRequest(driver="", count=-1, device_ids=[], capabilities=[["gpu"]])
+def test_gpu_runs_default_to_the_nvidia_runtime(checkout: Checkout) -> None:
+    assert plan_for().runtime == "nvidia"
+    assert plan_for("--runtime", "runc").runtime == "runc"
+    assert plan_for("--gpus", "none").runtime is None
+
+
+def test_dry_run_creates_the_hf_cache_first_as_the_real_run_does(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    hf_dir = tmp_path / "new hf" / "cache"
+    words = dry_run_words(capsys, "--target", "runtime", "--hf-cache", str(hf_dir))
+    # (As root the mkdir also hands the directory to the container user: see the next test.)
+    mkdir = words.index("mkdir")
+    assert words[mkdir : mkdir + 4] == ["mkdir", "-p", "--", str(hf_dir)]
+    assert mkdir < words.index("docker")
+    assert [d.path for d in plan_for("--target", "runtime", "--hf-cache", str(hf_dir)).host_dirs] == [
+        str(hf_dir)
     ]
-    assert "runtime" not in kwargs and "user" not in kwargs and "group_add" not in kwargs
+    assert plan_for("--hf-cache", "none").host_dirs == ()
+
+
+def test_root_creates_the_hf_cache_for_the_container_user(
+    checkout: Checkout, tmp_path: Path
+) -> None:
+    def host_dirs(*argv: str) -> tuple[run.HostDir, ...]:
+        args = make_parser().parse_args(["run", "--hf-cache", str(tmp_path / "hf"), *argv])
+        return run.plan_run(args, [], os.environ, Path.cwd(), caller_uid=0).host_dirs
+
+    assert host_dirs("--target", "runtime")[0].owner == (1000, 0)
+    assert host_dirs("--target", "runtime", "--user", "4321")[0].owner == (4321, 0)
+    assert host_dirs("--target", "dev")[0].owner is None  # root in the container
+    assert host_dirs("--target", "runtime", "--user", "somebody")[0].owner is None  # unknown UID
+    directory = host_dirs("--target", "runtime")[0]
+    assert directory.shell_command() == (
+        f"{{ [ -d {directory.path} ] || {{ mkdir -p -- {directory.path} && "
+        f"chown 1000:0 -- {directory.path}; }}; }}"
+    )
+
+
+def test_printed_host_steps_do_what_the_real_run_does(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The dry run's mkdir, pasted into a shell, leaves what HostDir.create() leaves."""
+    pasted, created = tmp_path / "pasted" / "hf", tmp_path / "created" / "hf"
+    code, out, _ = run_cli(capsys, "run", "--dry-run", "--hf-cache", str(pasted), "--gpus", "none")
+    assert code == 0
+    host_steps = out.rsplit(" && docker run ", 1)[0]
+    subprocess.run(["sh", "-c", host_steps], check=True)
+    plan_for("--hf-cache", str(created)).host_dirs[0].create()
+    for made in (pasted, created):
+        assert made.is_dir()
+        assert (made.stat().st_uid, stat.S_IMODE(made.stat().st_mode)) == (
+            created.stat().st_uid,
+            stat.S_IMODE(created.stat().st_mode),
+        )
 
 
 @pytest.mark.parametrize(
@@ -470,7 +491,7 @@ def test_sdk_kwargs_for_interactive_privileged_default_gpus(checkout: Checkout) 
 )
 def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
     request = run.parse_gpus(gpus)
-    assert (request.count, request.device_ids) == (count, device_ids)
+    assert (request.count, list(request.device_ids)) == (count, device_ids)
 
 
 @pytest.mark.parametrize(
@@ -511,6 +532,20 @@ def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
             "-p '8000-8001:9000': host and container port ranges differ in length",
         ),
         (["-p", "http"], "-p 'http': 'http' is not a port or port range"),
+        (["-p", "٨٠٠٠"], "-p '٨٠٠٠': '٨٠٠٠' is not a port or port range"),
+        (["-p", "80/quic"], "-p '80/quic': unknown protocol 'quic'; accepted: tcp, udp, sctp"),
+        (["--gpus", "١"], "--gpus '١': '١' is not a GPU count"),
+        (["--ulimit", "nofile=²"], "--ulimit 'nofile=²': limits must be whole numbers"),
+        (["-i"], "unknown option: -i (for an interactive terminal give -it)"),
+        (["-e", "-X=1"], "-e '-X=1': '-X' is not an environment variable name"),
+        (["-e", "=1"], "-e '=1': '' is not an environment variable name"),
+        (["--hf-cache", "~nobody-here-at-all/hf"], "--hf-cache '~nobody-here-at-all/hf': there is no user 'nobody-here-at-all' on this host"),
+        (["-v", "~nobody-here-at-all/x:/x"], "-v '~nobody-here-at-all/x': there is no user"),
+        (["--image", "UPPER:tag"], "--image 'UPPER:tag' is not an image reference"),
+        (["--name", "my box"], "--name 'my box' is not a container name"),
+        (["--name", "-x"], "--name '-x' is not a container name"),
+        (["--workdir", "relative"], "--workdir 'relative' is not an absolute path"),
+        (["--user", ":0"], "--user ':0' is not USER[:GROUP]"),
     ],
 )
 def test_usage_errors(
@@ -546,11 +581,13 @@ def test_interactive_without_a_terminal_is_an_environment_error(
 
 
 def test_gpus_need_the_nvidia_runtime() -> None:
-    gpu_plan = run.RunPlan(image="dynamo:latest-vllm-runtime", image_ref=None, gpus="all")
+    gpu_plan = run.RunPlan(
+        image="dynamo:latest-vllm-runtime", image_ref=None, gpus="all", runtime="nvidia"
+    )
     with pytest.raises(EnvironmentProblem) as raised:
         run.check_engine_runtimes(gpu_plan, {"Runtimes": {"runc": {}, "io.containerd.runc.v2": {}}})
     assert str(raised.value) == (
-        "--gpus all asks for GPUs but the Docker engine has no 'nvidia' runtime (it has: "
+        "--gpus all runs with the 'nvidia' runtime, which the Docker engine lacks (it has: "
         "io.containerd.runc.v2, runc); "
         "install the NVIDIA Container Toolkit, or pass --gpus none"
     )
@@ -611,11 +648,10 @@ def test_ulimit_overrides_replace_fixed_ones_in_place(
         "nofile=1024:4096",
         "core=0",
     ]
-    assert plan_for("--ulimit", "nofile=1024:4096").sdk_kwargs({})["ulimits"] == [
-        Ulimit(name="memlock", soft=-1, hard=-1),
-        Ulimit(name="stack", soft=67108864, hard=67108864),
-        Ulimit(name="nofile", soft=1024, hard=4096),
-    ]
+    assert [
+        (u["Name"], u["Soft"], u["Hard"])
+        for u in plan_for("--ulimit", "nofile=1024:4096").sdk_kwargs({})["ulimits"]
+    ] == [("memlock", -1, -1), ("stack", 67108864, 67108864), ("nofile", 1024, 4096)]
 
 
 @pytest.mark.parametrize(

@@ -236,6 +236,7 @@ BUILD_FLAGS: tuple[Flag, ...] = (
 )
 
 RUN_FLAGS: tuple[Flag, ...] = (
+    Flag(("-h", "--help"), "print the usage", "the same"),
     Flag(
         ("--image",),
         "image to run (default from framework and target)",
@@ -307,7 +308,7 @@ def render_readme(text: str) -> str:
     """`text` with each generated table replaced by what the rows say now."""
     for title, rows in TABLES.items():
         start = MARKER.format(title)
-        pattern = re.compile(re.escape(start) + r"\n.*?\n" + re.escape(END_MARKER), re.DOTALL)
+        pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(END_MARKER), re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"{README} lacks the marker {start!r}")
         text = pattern.sub(lambda _: f"{start}\n{markdown(rows)}\n{END_MARKER}", text)

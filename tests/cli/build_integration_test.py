@@ -136,7 +136,7 @@ def test_tag_and_no_tag_latest_put_back_the_previous_latest(
     setup.client.api.tag(setup.old_id, *LATEST_TAG.split(":"))
     exit_code = build(
         "--base-image",
-        "base image:with space",
+        "localhost:5000/base-image:with-dash",
         "--tag",
         setup.extra_tag,
         "--no-tag-latest",
@@ -146,7 +146,7 @@ def test_tag_and_no_tag_latest_put_back_the_previous_latest(
     assert pants_calls(setup.checkout) == [
         {
             "argv": ["package", "docker/sglang:framework"],
-            "env": {"DYNAMO_BASE_IMAGE": "base image:with space"},
+            "env": {"DYNAMO_BASE_IMAGE": "localhost:5000/base-image:with-dash"},
         }
     ]
     assert image_id(setup.client, setup.extra_tag) == setup.new_id

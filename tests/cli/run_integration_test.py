@@ -1,7 +1,7 @@
-"""A real `dynamo-images run` of dynamo:latest-dynamo-runtime, checked from inside the container.
+"""A real `dynamo-images run` of the docker/dynamo:runtime image, checked from inside the container.
 
-Needs a Docker engine. Skips only when the image is absent (build it with
-`./pants package docker/dynamo:runtime`); an unreachable engine is a failure, not a skip.
+The image comes from the target (runtime_package_dependencies in BUILD, which Pants builds before
+the test), never from a tag that might be missing; no Docker engine is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from pathlib import Path
 
 import docker
 import pytest
-from docker.errors import ImageNotFound
+from built_images import built_image
 
 from dynamo_images.cli.main import main
 
-IMAGE = "dynamo:latest-dynamo-runtime"
-BUILT_BY = "./pants package docker/dynamo:runtime"
+IMAGE = built_image("docker.dynamo/runtime.docker-info.json")
 PROBE_MARKER = "PROBE "
 CAP_SYS_PTRACE_BIT = 19
 STACK_BYTES = 67108864  # run.sh's fixed stack limit, left as is
@@ -79,10 +78,7 @@ print("PROBE " + json.dumps({
 @pytest.fixture(scope="module")
 def engine() -> docker.DockerClient:
     client = docker.from_env()  # raises (fails the test) when no engine answers
-    try:
-        client.images.get(IMAGE)
-    except ImageNotFound:
-        pytest.skip(f"{IMAGE} is not built; build it with {BUILT_BY}")
+    client.images.get(IMAGE)  # raises (fails the test) if Pants did not build it
     return client
 
 
@@ -112,6 +108,9 @@ def isolated(container_name: str, hf_cache: str = "none") -> list[str]:
     return [
         "--image",
         IMAGE,
+        # An image id says nothing about its target; this one runs as the dynamo user.
+        "--target",
+        "runtime",
         "--name",
         container_name,
         "--gpus",

@@ -16,10 +16,11 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dynamo_images.cli import buildfiles, images, parity, references, registry
 from dynamo_images.cli.engine import connect, one_line, sdk
@@ -241,10 +242,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for flag in REFUSED_FLAGS:
         if flag.metavar is None:
-            parser.add_argument(*flag.spellings, action="store_true", help=f"refused: {flag.refusal}")
+            parser.add_argument(
+                *flag.spellings, action="store_true", help=f"refused: {flag.refusal}"
+            )
         else:
             parser.add_argument(
-                *flag.spellings, type=non_empty, metavar=flag.metavar, help=f"refused: {flag.refusal}"
+                *flag.spellings,
+                type=non_empty,
+                metavar=flag.metavar,
+                help=f"refused: {flag.refusal}",
             )
     parser.add_argument(
         "--use-sccache",
@@ -415,7 +421,9 @@ def _check_values(args: argparse.Namespace) -> None:
         references.parse(tag, "--tag", allow_digest=False)
     if args.base_image:
         references.parse(args.base_image, "--base-image", allow_digest=not args.base_image_tag)
-    if args.base_image_tag and not re.fullmatch(references.TAG_PATTERN, args.base_image_tag, re.ASCII):
+    if args.base_image_tag and not re.fullmatch(
+        references.TAG_PATTERN, args.base_image_tag, re.ASCII
+    ):
         raise UsageError(
             f"--base-image-tag '{args.base_image_tag}' is not a tag: up to 128 of "
             "A-Z a-z 0-9 _ . -, not starting with . or -"
@@ -617,10 +625,13 @@ def _untag(client: docker.DockerClient, tags: list[str]) -> None:
             pass  # already gone
 
 
-def _published_tags(plan: BuildPlan) -> list[str]:
-    """The tags Pants applied for the publish registry (not @local), from its docker-info.json."""
+def _published_tags(plan: BuildPlan, since: float) -> list[str]:
+    """The tags Pants applied for the publish registry (not @local), from the docker-info.json
+    it wrote after `since` (an older one names an earlier build's tags)."""
     info_path = plan.repo_root / plan.image.docker_info_path
     try:
+        if info_path.stat().st_mtime < since:
+            return []
         info = json.loads(info_path.read_text())
     except (OSError, ValueError):
         return []
@@ -630,6 +641,27 @@ def _published_tags(plan: BuildPlan) -> list[str]:
         if entry.get("alias") not in (None, "local")
         for tag in entry.get("tags", [])
     ]
+
+
+def tag_and_push(
+    client: docker.DockerClient, image_id: str, tags: tuple[str, ...], push: bool
+) -> None:
+    """`docker tag` the image as each of `tags`, then (with `push`) push exactly those. A failed
+    push removes the tags this call added, so no name is left on a half-published image."""
+    added: list[str] = []
+    try:
+        for tag in tags:
+            reference = references.parse(tag, "--tag", allow_digest=False)
+            if _image_id_of(client, tag) != image_id:
+                added.append(tag)
+            print(f"+ docker tag {image_id} {tag}", file=sys.stderr)
+            client.api.tag(image_id, reference.repository, reference.tag_or_latest)
+        if push:
+            for tag in tags:
+                _push(client, tag)
+    except (EnvironmentProblem, sdk().errors.APIError):
+        _untag(client, added)
+        raise
 
 
 def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
@@ -651,14 +683,14 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
         ]
     )
     print(f"+ {printable}", file=sys.stderr)
+    started = time.time()
     completed = subprocess.run(plan.pants_argv, cwd=plan.repo_root, env=env, check=False)
     if completed.returncode != 0:
         if plan.publish_with_pants:
             # The image built but a push failed: drop the registry's names Pants gave it.
-            _untag(client, _published_tags(plan))
+            _untag(client, _published_tags(plan, started))
         return completed.returncode
 
-    added: list[str] = []
     try:
         if plan.extra_tags:
             info_path = plan.repo_root / plan.image.docker_info_path
@@ -668,19 +700,7 @@ def execute(plan: BuildPlan, host_env: Mapping[str, str]) -> int:
                 raise EnvironmentProblem(
                     f"cannot read the built image id from {info_path}: {one_line(error)}"
                 ) from error
-            for tag in plan.extra_tags:
-                reference = references.parse(tag, "--tag", allow_digest=False)
-                if _image_id_of(client, tag) != image_id:
-                    added.append(tag)
-                print(f"+ docker tag {image_id} {tag}", file=sys.stderr)
-                client.api.tag(image_id, reference.repository, reference.tag_or_latest)
-            if plan.push:
-                try:
-                    for tag in plan.extra_tags:
-                        _push(client, tag)
-                except EnvironmentProblem:
-                    _untag(client, added)
-                    raise
+            tag_and_push(client, image_id, plan.extra_tags, plan.push)
         if plan.keep_previous_latest:
             latest = references.parse(plan.image.latest_tag, "latest tag")
             if previous_latest:

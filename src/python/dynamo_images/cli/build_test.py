@@ -249,14 +249,18 @@ def test_push_with_tags_pushes_exactly_those(
     checkout: Checkout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DYNAMO_REGISTRY", "localhost:5000")  # not used: the tags say where
-    steps = dry_build_steps(capsys, "--push", "--tag", "localhost:5001/a:1", "--tag", "b.example/c:2")
+    steps = dry_build_steps(
+        capsys, "--push", "--tag", "localhost:5001/a:1", "--tag", "b.example/c:2"
+    )
     assert steps[0] == ["./pants", "package", "docker/vllm:dev"]
     assert [step for step in steps if step[:2] == ["docker", "push"]] == [
         ["docker", "push", "localhost:5001/a:1"],
         ["docker", "push", "b.example/c:2"],
     ]
     plan = build.plan_build(
-        make_parser().parse_args(["build", "--push", "--tag", "localhost:5001/a:1", "--tag", "d:3"]),
+        make_parser().parse_args(
+            ["build", "--push", "--tag", "localhost:5001/a:1", "--tag", "d:3"]
+        ),
         Path.cwd(),
         0,
         0,

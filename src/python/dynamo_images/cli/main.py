@@ -87,6 +87,7 @@ def make_parser() -> CommandParser:
         allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+
     def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         subparser = commands.add_parser(name, allow_abbrev=False, **kwargs)
         parser.commands[name] = subparser

@@ -172,7 +172,9 @@ def test_no_command_line_makes_a_traceback(
         out, err = capsys.readouterr()
         assert code in (0, 1, 2), argv
         if code:
-            assert out == "" and err.count("\n") == 1 and err.startswith("dynamo-images: error: "), (
+            assert (
+                out == "" and err.count("\n") == 1 and err.startswith("dynamo-images: error: ")
+            ), (
                 argv,
                 err,
             )

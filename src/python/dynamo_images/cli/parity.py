@@ -197,8 +197,8 @@ BUILD_FLAGS: tuple[Flag, ...] = (
         ("--enable-gpu-memory-service",),
         "build Dynamo's GPU memory service",
         "refused",
-        refusal="upstream builds it from Dynamo's sources; PyPI's ai-dynamo 1.6.1, which the images "
-        "install, ships none and no PyPI package provides it",
+        refusal="upstream builds it from Dynamo's sources; PyPI's ai-dynamo 1.6.1, which the "
+        "images install, ships none and no PyPI package provides it",
     ),
     Flag(
         ("--enable-media-nixl",),
@@ -311,7 +311,8 @@ def render_readme(text: str) -> str:
         pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(END_MARKER), re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"{README} lacks the marker {start!r}")
-        text = pattern.sub(lambda _: f"{start}\n{markdown(rows)}\n{END_MARKER}", text)
+        table = f"{start}\n{markdown(rows)}\n{END_MARKER}"
+        text = pattern.sub(lambda _, table=table: table, text)
     return text
 
 

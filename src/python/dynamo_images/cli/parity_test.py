@@ -21,9 +21,9 @@ def table_spellings(rows: tuple[parity.Flag, ...]) -> set[str]:
 
 def test_readme_tables_are_generated_from_the_rows() -> None:
     current = parity.README.read_text()
-    assert parity.render_readme(current) == current, (
-        "run: python -m dynamo_images.cli.parity --write"
-    )
+    assert (
+        parity.render_readme(current) == current
+    ), "run: python -m dynamo_images.cli.parity --write"
 
 
 @pytest.mark.parametrize(

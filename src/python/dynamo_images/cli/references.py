@@ -48,7 +48,9 @@ def split_domain(text: str) -> tuple[str | None, str]:
     """As the docker CLI splits `first/rest`: `first` is a registry if it has a dot or a port, is
     localhost, or has uppercase letters; otherwise it is the first path component (Docker Hub)."""
     first, has_slash, rest = text.partition("/")
-    if has_slash and (any(c in first for c in ".:") or first == "localhost" or first != first.lower()):
+    if has_slash and (
+        any(c in first for c in ".:") or first == "localhost" or first != first.lower()
+    ):
         return first, rest
     return None, text
 

@@ -63,7 +63,8 @@ DEFAULT_NETWORK = "host"
 DEFAULT_GPUS = "all"
 NO_GPUS = "none"
 NO_HF_CACHE = "none"
-# As upstream: GPU runs use the nvidia runtime unless --runtime says otherwise; --gpus none drops it.
+# As upstream: GPU runs use the nvidia runtime unless --runtime says otherwise; --gpus none
+# drops it.
 NVIDIA_RUNTIME = "nvidia"
 
 # --mount-workspace, as upstream: the checkout at /workspace, host /tmp and /mnt, HF_TOKEN passed.
@@ -395,7 +396,9 @@ def _environment(kwargs: dict[str, Any], value: str | None, host_env: Mapping[st
     kwargs.setdefault("environment", []).extend(resolve_environment((value,), host_env))
 
 
-def _not_for_the_sdk(kwargs: dict[str, Any], value: str | None, host_env: Mapping[str, str]) -> None:
+def _not_for_the_sdk(
+    kwargs: dict[str, Any], value: str | None, host_env: Mapping[str, str]
+) -> None:
     """--rm: not the daemon-side auto_remove, since the container must outlive its exit long enough
     for its exit code to be read; `execute` removes it afterwards, as the docker CLI does."""
 
@@ -574,14 +577,14 @@ def _port_range(text: str, spec: str) -> list[int]:
 
 
 def resolve_environment(variables: tuple[str, ...], host_env: Mapping[str, str]) -> list[str]:
-    """As the docker CLI does: `-e NAME` copies NAME from the host, or is dropped if unset there."""
-    resolved = []
-    for variable in variables:
-        if "=" in variable:
-            resolved.append(variable)
-        elif variable in host_env:
-            resolved.append(f"{variable}={host_env[variable]}")
-    return resolved
+    """As the docker CLI does: `-e NAME` copies NAME from the host; a NAME unset there is sent
+    as it is, which the engine reads as "unset" (removing an image default of that name)."""
+    return [
+        f"{variable}={host_env[variable]}"
+        if "=" not in variable and variable in host_env
+        else variable
+        for variable in variables
+    ]
 
 
 def _check_variable(variable: str) -> None:

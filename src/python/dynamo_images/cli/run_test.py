@@ -437,9 +437,9 @@ def test_dry_run_creates_the_hf_cache_first_as_the_real_run_does(
     mkdir = words.index("mkdir")
     assert words[mkdir : mkdir + 4] == ["mkdir", "-p", "--", str(hf_dir)]
     assert mkdir < words.index("docker")
-    assert [d.path for d in plan_for("--target", "runtime", "--hf-cache", str(hf_dir)).host_dirs] == [
-        str(hf_dir)
-    ]
+    assert [
+        d.path for d in plan_for("--target", "runtime", "--hf-cache", str(hf_dir)).host_dirs
+    ] == [str(hf_dir)]
     assert plan_for("--hf-cache", "none").host_dirs == ()
 
 
@@ -539,7 +539,11 @@ def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
         (["-i"], "unknown option: -i (for an interactive terminal give -it)"),
         (["-e", "-X=1"], "-e '-X=1': '-X' is not an environment variable name"),
         (["-e", "=1"], "-e '=1': '' is not an environment variable name"),
-        (["--hf-cache", "~nobody-here-at-all/hf"], "--hf-cache '~nobody-here-at-all/hf': there is no user 'nobody-here-at-all' on this host"),
+        (
+            ["--hf-cache", "~nobody-here-at-all/hf"],
+            "--hf-cache '~nobody-here-at-all/hf': there is no user 'nobody-here-at-all' on this "
+            "host",
+        ),
         (["-v", "~nobody-here-at-all/x:/x"], "-v '~nobody-here-at-all/x': there is no user"),
         (["--image", "UPPER:tag"], "--image 'UPPER:tag' is not an image reference"),
         (["--name", "my box"], "--name 'my box' is not a container name"),

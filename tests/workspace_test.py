@@ -13,6 +13,7 @@ def workspace_targets() -> list[str]:
         if (
             isinstance(node, ast.Assign)
             and getattr(node.targets[0], "id", "") == "WORKSPACE_TARGETS"
+            and isinstance(node.value, ast.List)
         ):
             return [ast.literal_eval(elt) for elt in node.value.elts]
     raise AssertionError("no WORKSPACE_TARGETS list in the root BUILD file")

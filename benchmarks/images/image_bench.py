@@ -238,7 +238,7 @@ class Baseline:
         path.write_text(path.read_text() + f"_BENCHMARK_MARKER = {marker!r}\n")
 
 
-def fmt_bytes(n: int) -> str:
+def fmt_bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

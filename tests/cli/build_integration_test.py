@@ -26,6 +26,7 @@ from dynamo_images.cli.main import main
 # A target whose image no test environment builds for real; its latest tag is saved and put back.
 FRAMEWORK, TARGET = "sglang", "framework"
 LATEST_TAG = "dynamo:latest-sglang-framework"
+LATEST_REPOSITORY, LATEST_TAG_NAME = LATEST_TAG.split(":")  # as docker-py's tag() takes it
 DOCKER_INFO = "dist/docker.sglang/framework.docker-info.json"
 SCRATCH_REPOSITORY = "dynamo-images-test/scratch"
 
@@ -57,7 +58,9 @@ def scratch_image(client: docker.DockerClient, tag: str) -> str:
         member.size = len(content)
         tar.addfile(member, io.BytesIO(content))
     client.api.import_image_from_data(archive.getvalue(), repository=SCRATCH_REPOSITORY, tag=tag)
-    return client.images.get(f"{SCRATCH_REPOSITORY}:{tag}").id
+    image = client.images.get(f"{SCRATCH_REPOSITORY}:{tag}")
+    assert image.id is not None  # docker-py types Model.id as optional
+    return image.id
 
 
 def image_id(client: docker.DockerClient, reference: str) -> str | None:
@@ -91,13 +94,12 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     # `build` builds only what docker/*/BUILD defines: define the target for the stand-in.
     (checkout / "docker" / FRAMEWORK).mkdir(parents=True)
     (checkout / "docker" / FRAMEWORK / "BUILD").write_text(f'docker_image(name="{TARGET}")\n')
-    repository, tag = LATEST_TAG.split(":")
     pants = checkout / "pants"
     pants.write_text(
         STAND_IN_PANTS.format(
             python=sys.executable,
-            latest_repository=repository,
-            latest_tag=tag,
+            latest_repository=LATEST_REPOSITORY,
+            latest_tag=LATEST_TAG_NAME,
             info=DOCKER_INFO,
         )
     )
@@ -117,7 +119,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
             if image_id(client, reference):
                 client.images.remove(reference, force=True)
         if saved_latest:
-            client.api.tag(saved_latest, repository, tag)
+            client.api.tag(saved_latest, LATEST_REPOSITORY, LATEST_TAG_NAME)
         elif image_id(client, LATEST_TAG):
             client.images.remove(LATEST_TAG, force=True)
 
@@ -133,7 +135,7 @@ def build(*flags: str) -> int:
 def test_tag_and_no_tag_latest_put_back_the_previous_latest(
     setup: Setup, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    setup.client.api.tag(setup.old_id, *LATEST_TAG.split(":"))
+    setup.client.api.tag(setup.old_id, LATEST_REPOSITORY, LATEST_TAG_NAME)
     exit_code = build(
         "--base-image",
         "localhost:5000/base-image:with-dash",
@@ -166,7 +168,7 @@ def test_no_tag_latest_removes_a_latest_tag_that_did_not_exist(
 
 
 def test_plain_build_moves_latest(setup: Setup, capfd: pytest.CaptureFixture[str]) -> None:
-    setup.client.api.tag(setup.old_id, *LATEST_TAG.split(":"))
+    setup.client.api.tag(setup.old_id, LATEST_REPOSITORY, LATEST_TAG_NAME)
     assert build() == 0
     capfd.readouterr()
     assert image_id(setup.client, LATEST_TAG) == setup.new_id

@@ -91,7 +91,7 @@ def container_name(engine: docker.DockerClient) -> Iterator[str]:
         container.remove(force=True)
 
 
-def containers_named(engine: docker.DockerClient, name: str) -> list[str]:
+def containers_named(engine: docker.DockerClient, name: str) -> list[str | None]:
     return [c.name for c in engine.containers.list(all=True, filters={"name": name})]
 
 

@@ -314,19 +314,21 @@ class Supervisor:
 
     def stop_all(self) -> None:
         running = [
-            c for c in reversed(self.plan.components) if c.process and c.process.poll() is None
+            (c, c.process)
+            for c in reversed(self.plan.components)
+            if c.process and c.process.poll() is None
         ]
-        for component in running:
+        for component, process in running:
             self.say(f"stopping {component.name}")
-            component.process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
             try:
-                component.process.wait(timeout=STOP_GRACE_SECONDS)
+                process.wait(timeout=STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 self.say(
                     f"{component.name} ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s; killing it"
                 )
-                component.process.kill()
-                component.process.wait()
+                process.kill()
+                process.wait()
         self.state_file.unlink(missing_ok=True)
 
     def request_stop(self, signum: int, _frame) -> None:

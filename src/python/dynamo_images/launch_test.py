@@ -119,6 +119,7 @@ def test_a_component_exit_stops_the_others_and_is_the_exit_code(tmp_path: Path) 
     )
     sup = supervisor([long_running, failing], tmp_path)
     assert sup.run(ready_timeout=10) == 3
+    assert long_running.process is not None
     assert long_running.process.poll() is not None, "the other component was stopped"
     assert not (tmp_path / "state.json").exists()
 
@@ -138,6 +139,7 @@ def test_stop_request_stops_everything_in_reverse_order(
 
     threading.Thread(target=stop_later, daemon=True).start()
     assert sup.run(ready_timeout=10) == 0
+    assert first.process is not None and second.process is not None
     assert first.process.returncode is not None and second.process.returncode is not None
     assert '"name": "second"' in state_seen[0]
     log = capsys.readouterr().err
@@ -148,4 +150,5 @@ def test_unhealthy_component_fails_the_launch(tmp_path: Path) -> None:
     never_healthy = Component("server", SLEEPER, health_url="http://127.0.0.1:9/health")
     sup = supervisor([never_healthy], tmp_path)
     assert sup.run(ready_timeout=1) == 1
+    assert never_healthy.process is not None
     assert never_healthy.process.poll() is not None

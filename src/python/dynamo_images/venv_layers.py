@@ -31,6 +31,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 # Upstream split its venv for parallel pulls (ai-dynamo/dynamo PR #5494); registries and Docker
 # pull layers of this size well.
@@ -41,6 +42,15 @@ MANIFEST_DIR = ".dynamo-layers"
 # Every file and folder of a slot gets this mtime (2000-01-01): Docker keeps mtimes in layers, so
 # the same distributions make the same layer whenever and for whichever engine they are unpacked.
 FIXED_MTIME = 946684800
+
+
+class Manifest(TypedDict):
+    """A slot's `.dynamo-layers/<slot>.json`."""
+
+    slot: str
+    bytes: int
+    distributions: dict[str, str]
+    paths: NotRequired[list[str]]  # VENV_SLOT's only: the files no distribution owns
 
 
 def normalize(name: str) -> str:
@@ -167,7 +177,7 @@ def _remove_empty_dirs(root: Path) -> None:
 
 def split_into_slots(
     venv: Path, dest: Path, groups: tuple[Group, ...], under: Path = Path()
-) -> dict[str, dict]:
+) -> dict[str, Manifest]:
     """Empty `venv` into `dest/<slot>/<under>` trees; returns each slot's manifest. With `under`
     the venv's own path, each slot tree holds its parent folders too, so that a layer copied to /
     gets them with the fixed mtime instead of whenever Docker created them."""
@@ -184,7 +194,7 @@ def split_into_slots(
         seen |= set(files[dist])
     sizes = {dist: sum((venv / rel).stat().st_size for rel in rels) for dist, rels in files.items()}
     slots = assign_slots(sizes, groups)
-    manifests = {}
+    manifests: dict[str, Manifest] = {}
     for slot, dists in slots.items():
         (dest / slot / under).mkdir(parents=True, exist_ok=True)
         for dist in dists:

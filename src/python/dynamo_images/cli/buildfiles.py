@@ -13,7 +13,7 @@ from pathlib import Path
 # The docker_image targets framework_image() defines (tests check this against the macro).
 FRAMEWORK_IMAGE_TARGETS = ("runtime", "dev")
 MACRO = "framework_image"
-_EMPTY = ast.Constant(())
+_EMPTY = ast.Tuple(elts=[], ctx=ast.Load())  # `()`
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dynamo_images.venv_layers import MANIFEST_DIR
 
 if TYPE_CHECKING:
     import docker
+    from docker.models.images import Image
 
 _SLOT_COPY = re.compile(r"^COPY /layers/(?P<slot>[^/\s]+)/ ")
 _BUILDKIT_SUFFIX = re.compile(r"\s*# buildkit$")
@@ -69,7 +70,7 @@ def _paths(instruction: str) -> list[str]:
     return []
 
 
-def _venv(image: docker.models.images.Image) -> str | None:
+def _venv(image: Image) -> str | None:
     for variable in image.attrs["Config"].get("Env") or []:
         name, _, value = variable.partition("=")
         if name == "VIRTUAL_ENV":
@@ -77,12 +78,12 @@ def _venv(image: docker.models.images.Image) -> str | None:
     return None
 
 
-def _manifests(client: docker.DockerClient, image: docker.models.images.Image) -> dict[str, dict]:
+def _manifests(client: docker.DockerClient, image: Image) -> dict[str, dict]:
     """The slot manifests inside the image's venv, read from a created (never started) container."""
     venv = _venv(image)
     if venv is None:
         return {}
-    container = client.containers.create(image.id, command=["true"], entrypoint=[])
+    container = client.containers.create(image, command=["true"], entrypoint=[])
     try:
         try:
             stream, _ = container.get_archive(f"{venv}/{MANIFEST_DIR}")
@@ -92,7 +93,9 @@ def _manifests(client: docker.DockerClient, image: docker.models.images.Image) -
             out = {}
             for member in tar.getmembers():
                 if member.isfile() and member.name.endswith(".json"):
-                    manifest = json.load(tar.extractfile(member))  # type: ignore[arg-type]
+                    file = tar.extractfile(member)
+                    assert file is not None  # extractfile() is None only for non-files
+                    manifest = json.load(file)
                     out[manifest["slot"]] = manifest
             return out
     finally:
@@ -138,14 +141,16 @@ def layer_report(client: docker.DockerClient, reference: str) -> Report:
             layer.paths = list(manifest.get("paths", []))
         layer.shared_with = sorted(set(others.get(chains[index], [])))
         layers.append(layer)
+    # docker-py types Model.id as optional; an image that the engine just returned has one.
+    assert image.id is not None
     return Report(reference, image.id, int(image.attrs.get("Size", 0)), layers)
 
 
-def _human(size: int) -> str:
+def _human(size: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000  # type: ignore[assignment]
+        size /= 1000
     raise AssertionError
 
 

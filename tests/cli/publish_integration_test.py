@@ -79,7 +79,8 @@ def test_push_removes_and_pulls_back_the_same_digest(
         engine.images.remove(tag, noprune=True)
     assert local_tags(engine, repository) == []
     for tag in tags:
-        engine.images.pull(*tag.rsplit(":", 1))
+        pulled_repository, pulled_tag = tag.rsplit(":", 1)
+        engine.images.pull(pulled_repository, tag=pulled_tag)
     pulled = engine.images.get(tags[0])
     print("pulled:", *tags, "->", *pulled.attrs["RepoDigests"])
     assert pulled.id == engine.images.get(IMAGE).id

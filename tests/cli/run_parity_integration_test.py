@@ -175,8 +175,8 @@ def test_printed_command_and_sdk_call_make_the_same_container(
     by_sdk_container = engine.containers.create(
         plan.image, list(plan.command), **plan.sdk_kwargs(host_env)
     )
-    created.append(by_sdk_container.id)
-    by_sdk = engine_record(engine, by_sdk_container.id)
+    created.append(str(by_sdk_container.id))
+    by_sdk = engine_record(engine, created[-1])
 
     assert by_cli.pop(AUTO_REMOVE) == plan.remove
     assert by_sdk.pop(AUTO_REMOVE) is False

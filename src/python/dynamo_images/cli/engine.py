@@ -55,4 +55,4 @@ def connect() -> docker.DockerClient:
             f"cannot reach the Docker engine at {host} ({one_line(error)}); "
             "start dockerd or point DOCKER_HOST at a running engine"
         ) from error
-    return client  # type: ignore[no-any-return]  # sdk() is a module known only at run time
+    return client

@@ -309,10 +309,11 @@ def render_readme(text: str) -> str:
     for title, rows in TABLES.items():
         start = MARKER.format(title)
         pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(END_MARKER), re.DOTALL)
-        if not pattern.search(text):
+        found = pattern.search(text)
+        if not found:
             raise ValueError(f"{README} lacks the marker {start!r}")
         table = f"{start}\n{markdown(rows)}\n{END_MARKER}"
-        text = pattern.sub(lambda _, table=table: table, text)
+        text = text[: found.start()] + table + text[found.end() :]
     return text
 
 

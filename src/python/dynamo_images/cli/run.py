@@ -844,14 +844,15 @@ def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
             container = client.containers.create(
                 plan.image, list(plan.command) or None, **plan.sdk_kwargs(host_env)
             )
+            container_id = str(container.id)  # a created container always has one
             if plan.interactive:
                 attached = client.api.attach_socket(
-                    container.id,
+                    container_id,
                     params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
                 )
             else:
                 output = client.api.attach(
-                    container.id, stdout=True, stderr=True, stream=True, demux=True
+                    container_id, stdout=True, stderr=True, stream=True, demux=True
                 )
             container.start()
         except errors.APIError as error:
@@ -860,7 +861,7 @@ def execute(plan: RunPlan, host_env: Mapping[str, str]) -> int:
             ) from error
         try:
             if plan.interactive:
-                _relay_terminal(client, container.id, attached)
+                _relay_terminal(client, container_id, attached)
             else:
                 _relay_output(output)
             return int(container.wait()["StatusCode"])

@@ -42,7 +42,8 @@ METADATA_ENV = ("DYNAMO_VERSION", "DYNAMO_COMMIT_SHA", "DYNAMO_SOURCE_URL")
 
 # Knobs: environment variables that `dynamo-images build` sets and these BUILD files read (Pants
 # reads env() names statically, so each is spelled out at its one env() call below):
-# DYNAMO_CUDA_VERSION, DYNAMO_PLATFORM, DYNAMO_ENABLE_KVBM; DYNAMO_BASE_IMAGE in docker/base/BUILD.
+# DYNAMO_CUDA_VERSION, DYNAMO_PLATFORM, DYNAMO_ENABLE_KVBM; DYNAMO_BASE_IMAGE in docker/base/BUILD;
+# DYNAMO_REGISTRY and DYNAMO_REGISTRY_LAYOUT (where ./pants publish pushes: _registries()).
 # The platform every lock and base root filesystem here is built for.
 PLATFORMS = ("linux/amd64",)
 # DYNAMO_REGISTRY_LAYOUT -> the pants.toml registry that names the pushed images (default first).

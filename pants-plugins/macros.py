@@ -24,7 +24,11 @@ IMAGE_COMMANDS = (
 # The venv's layers, least-changing first: (group, slots, distribution patterns). A distribution
 # goes to the first group whose patterns match it ("*": whatever no other group takes); within a
 # group, to the first slot with room (venv_layers.py). "<engine>" is the framework's engine.
+# "<shared>": the distributions every engine resolve locks identically (DYNAMO_SHARED_DISTRIBUTIONS,
+# computed from the lockfiles by ./pants), Dynamo's own excepted; first, so that the engine images'
+# layer chains share that prefix and Docker stores it once. Engine images only.
 VENV_LAYER_GROUPS = (
+    ("shared", 7, ("<shared>",)),
     ("cuda", 5, ("nvidia-*", "cuda-*")),
     ("torch", 1, ("torch",)),
     ("triton", 1, ("triton",)),
@@ -78,21 +82,47 @@ def _knob(name, value, accepted, why=""):
     return value
 
 
-def slot_names():
+def _shared_distributions(engine):
+    if not engine:
+        return ()
+    # (Assigned first: Pants finds a BUILD file's env() names in calls, not in env(...).split().)
+    listed = env("DYNAMO_SHARED_DISTRIBUTIONS", "")
+    shared = [name for name in listed.split(",") if name]
+    # Dynamo's own distributions change most often: they keep their late slot.
+    late = {p for group, _, patterns in VENV_LAYER_GROUPS if group == "dynamo" for p in patterns}
+    return tuple(name for name in shared if name not in late)
+
+
+def _layer_groups(engine):
+    """VENV_LAYER_GROUPS with <engine> and <shared> expanded; the shared group only when there
+    is something to share."""
+    groups = []
+    for group, slots, patterns in VENV_LAYER_GROUPS:
+        expanded = []
+        for pattern in patterns:
+            if pattern == "<engine>":
+                expanded += list(engine)
+            elif pattern == "<shared>":
+                expanded += list(_shared_distributions(engine))
+            else:
+                expanded.append(pattern)
+        if "<shared>" in patterns and not expanded:
+            continue
+        groups.append((group, slots, tuple(expanded)))
+    return groups
+
+
+def slot_names(engine=()):
     names = []
-    for group, slots, _ in VENV_LAYER_GROUPS:
+    for group, slots, _ in _layer_groups(engine):
         names += [group] if slots == 1 else [f"{group}-{i}" for i in range(1, slots + 1)]
     return names + [VENV_REST_SLOT]
 
 
 def _layer_spec(engine):
-    groups = []
-    for group, slots, patterns in VENV_LAYER_GROUPS:
-        expanded = []
-        for pattern in patterns:
-            expanded += list(engine) if pattern == "<engine>" else [pattern]
-        groups.append(f"{group}:{slots}:{','.join(expanded) or '-'}")
-    return " ".join(groups)
+    return " ".join(
+        f"{group}:{slots}:{','.join(patterns) or '-'}" for group, slots, patterns in _layer_groups(engine)
+    )
 
 
 def _shims():
@@ -107,7 +137,7 @@ def _shims():
 
 
 def _runtime_instructions(
-    pkg_dir, framework, engine, env_vars, path, system_overlay, labels, lock_args
+    pkg_dir, framework, engine, env_vars, path, system_overlay, labels, lock_args, links
 ):
     deps_pex = f"{pkg_dir}/deps.pex"
     lines = [
@@ -131,13 +161,18 @@ def _runtime_instructions(
         "FROM $BASE_IMAGE AS runtime",
         "USER root",
     ]
-    for slot in slot_names():
+    for slot in slot_names(engine):
         if slot == "dynamo" and system_overlay:
             # Debian packages the engine loads or builds with: after the engine layers (which
             # another engine's image can share), before Dynamo (which changes more often).
             lines.append(f"ADD {system_overlay} /")
         # Each slot holds the venv's whole path (fixed mtimes): the same files, the same layer.
         lines.append(f"COPY --from=payload /layers/{slot}/ /")
+    if links:
+        # Paths upstream's images have, as symlinks (after the venv layers other images share).
+        lines.append("RUN " + " && ".join(
+            f"mkdir -p {link.rsplit('/', 1)[0]} && ln -s {target} {link}" for link, target in links
+        ))
     # Our code straight from its files: a first-party change rebuilds only this small layer.
     lines.append("COPY src/python/dynamo_images/__init__.py "
                  + " ".join(f"src/python/dynamo_images/{m.split('.')[-1]}.py" for _, m in IMAGE_COMMANDS)
@@ -237,6 +272,8 @@ def framework_image(
     engine_package=None,
     env_vars=None,
     path=(),
+    cuda_toolkit=None,
+    links=(),
     system_packages=None,
     cuda_versions=None,
     cuda_why="",
@@ -253,6 +290,9 @@ def framework_image(
     engine_package  the distribution whose locked version labels the image (default: engine[0])
     env_vars        tuning environment of the runtime image
     path            more directories for PATH, after the venv's bin (e.g. nvcc's)
+    cuda_toolkit    the CUDA toolkit of PyPI's CUDA wheels the JIT kernels compile with, e.g. "cu13"
+                    (site-packages/nvidia/cu13: CUDA_HOME, CPATH, ptxas for Triton, nvcc on PATH)
+    links           (path, target) symlinks upstream's images have, e.g. SGLang's /sgl-workspace
     system_packages a file here listing Debian packages the engine needs on top of the base
     cuda_versions   CUDA versions the lock's wheels are built for (None: no CUDA in the image)
     kvbm_refusal    why DYNAMO_ENABLE_KVBM=true cannot be honoured ("" would mean it can)
@@ -304,6 +344,15 @@ def framework_image(
     if system_packages:
         overlay_path, overlay_target = _debian_overlay(here, system_packages)
     env_all = {"DYNAMO_ENGINE": engine[0] if engine else "mocker", **(env_vars or {})}
+    path = list(path)
+    if cuda_toolkit:
+        # JIT kernels compile with the nvcc and CUDA headers of PyPI's CUDA wheels in the venv;
+        # nvcc on PATH, as in upstream's CUDA images.
+        toolkit = f"{SITE_PACKAGES}/nvidia/{cuda_toolkit}"
+        env_all.update(
+            CUDA_HOME=toolkit, CPATH=f"{toolkit}/include", TRITON_PTXAS_PATH=f"{toolkit}/bin/ptxas"
+        )
+        path.insert(0, f"{toolkit}/bin")
 
     # Two PEX layers of one closure would re-zip on every source change; the image takes our code
     # from its files instead, so this PEX depends on the lock alone.
@@ -320,7 +369,8 @@ def framework_image(
     docker_image(
         name="runtime",
         instructions=_runtime_instructions(
-            pkg_dir, framework, engine, env_all, path, overlay_path, all_labels, lock_vars
+            pkg_dir, framework, engine, env_all, path, overlay_path, all_labels, lock_vars,
+            tuple(links),
         ),
         repository=IMAGE_REPOSITORY,
         registries=_registries(),

@@ -320,27 +320,73 @@ def env_name(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p).upper() for p in parts)
 
 
-def build_env(build_root: Path) -> list[str]:
-    """`NAME=value` lines: each resolve's lock digest and the versions of LABELLED_PACKAGES in it,
-    named by the resolve (pants.toml [python.resolves]), as framework_image() reads them."""
+# An engine resolve locks Dynamo with an engine extra (ai-dynamo[vllm], ai-dynamo[sglang], ...).
+ENGINE_REQUIREMENT = re.compile(r"^ai-dynamo\[[^\]]+\]")
+SHARED_VARIABLE = "DYNAMO_SHARED_DISTRIBUTIONS"
+
+
+def _read_lock(lock: Path) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """A Pants lockfile's metadata header and its locked requirements."""
     import json
 
+    header, body = [], []
+    for line in lock.read_text().splitlines():
+        (header if line.startswith("//") else body).append(line)
+    metadata_lines = [line[2:] for line in header]
+    start = next(i for i, line in enumerate(metadata_lines) if "BEGIN PANTS LOCKFILE" in line)
+    end = next(i for i, line in enumerate(metadata_lines) if "END PANTS LOCKFILE" in line)
+    metadata = json.loads("\n".join(metadata_lines[start + 1 : end]))
+    locked = [r for resolve in json.loads("\n".join(body))["locked_resolves"] for r in resolve["locked_requirements"]]
+    return metadata, locked
+
+
+def shared_distributions(locks: dict[str, Path]) -> list[str]:
+    """Distributions every engine resolve locks identically (same version, same artifacts):
+    framework_image() puts them first in every engine image, so the images share those layers.
+    Derived from the locks alone, the set shrinks by itself when one lock moves a package."""
+    pinned: list[dict[str, tuple[str, frozenset[str]]]] = []
+    for lock in locks.values():
+        metadata, locked = _read_lock(lock)
+        requirements = metadata.get("generated_with_requirements") or []
+        if not any(ENGINE_REQUIREMENT.match(str(r)) for r in requirements):
+            continue
+        pinned.append(
+            {
+                str(r["project_name"]): (
+                    str(r["version"]),
+                    frozenset(str(a["hash"]) for a in r["artifacts"]),  # type: ignore[attr-defined]
+                )
+                for r in locked
+            }
+        )
+    if len(pinned) < 2:
+        return []
+    first, *others = pinned
+    return sorted(name for name, pin in first.items() if all(o.get(name) == pin for o in others))
+
+
+def build_env(build_root: Path) -> list[str]:
+    """`NAME=value` lines: each resolve's lock digest and the versions of LABELLED_PACKAGES in it,
+    named by the resolve (pants.toml [python.resolves]), as framework_image() reads them; and the
+    distributions the engine resolves share (SHARED_VARIABLE)."""
     lines = []
     resolves = load_pants_toml()["python"]["resolves"]
+    locks = {}
     for resolve, lock_path in sorted(resolves.items()):
         lock = build_root / lock_path
+        if not lock.is_file():
+            # A new resolve before its first `generate-lockfiles`: no metadata yet, and images of
+            # it cannot build until the lock exists anyway.
+            continue
+        locks[resolve] = lock
         lines.append(f"DYNAMO_LOCK_DIGEST_{env_name(resolve)}=sha256:{sha256_of(lock)}")
-        # Pants lockfiles are JSON after a header of `//` comment lines.
-        body = "\n".join(
-            line for line in lock.read_text().splitlines() if not line.startswith("//")
-        )
-        for locked in json.loads(body)["locked_resolves"]:
-            for req in locked["locked_requirements"]:
-                if req["project_name"] in LABELLED_PACKAGES:
-                    lines.append(
-                        f"DYNAMO_LOCKED_{env_name(resolve, req['project_name'])}_VERSION"
-                        f"={req['version']}"
-                    )
+        for req in _read_lock(lock)[1]:
+            if req["project_name"] in LABELLED_PACKAGES:
+                lines.append(
+                    f"DYNAMO_LOCKED_{env_name(resolve, str(req['project_name']))}_VERSION"
+                    f"={req['version']}"
+                )
+    lines.append(f"{SHARED_VARIABLE}={','.join(shared_distributions(locks))}")
     return lines
 
 

@@ -12,7 +12,7 @@ on both sides; PEXes rebuilt), no-op rebuild, one-line first-party change.
 Prints wall seconds, the ratio baseline/ours, and the bytes of new image layers per scenario.
 
 Run from the repo root, as root, with the Docker engine up:
-    python3 benchmarks/images/image_bench.py --framework vllm     # or dynamo
+    python3 benchmarks/images/image_bench.py --framework vllm     # or sglang, dynamo
 One side runs at a time and each side's image and build cache are removed before the other's cold
 build (an engine image is ~10 GB and its build cache ~20 GB more); our image is rebuilt at the end.
 """
@@ -23,6 +23,7 @@ import argparse
 import functools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,15 +51,30 @@ PEX_DOWNLOADS = [
 @dataclass(frozen=True)
 class Framework:
     lock: str
-    requirements: str  # what the baseline pip-installs besides our code (as the image does)
+    # What the baseline pip-installs besides our code (as the image does); None: the requirements
+    # the engine lock was generated from (its metadata header), i.e. 3rdparty/python/<engine>-...
+    explicit_requirements: str | None = None
+
+    @property
+    def requirements(self) -> str:
+        if self.explicit_requirements is not None:
+            return self.explicit_requirements
+        header = [
+            line[2:]
+            for line in (REPO / self.lock).read_text().splitlines()
+            if line.startswith("//")
+        ]
+        start = next(i for i, line in enumerate(header) if "BEGIN PANTS LOCKFILE" in line)
+        end = next(i for i, line in enumerate(header) if "END PANTS LOCKFILE" in line)
+        metadata = json.loads("\n".join(header[start + 1 : end]))
+        return " ".join(shlex.quote(r) for r in metadata["generated_with_requirements"])
 
 
 FRAMEWORKS = {
+    # The image installs Dynamo from the default resolve, whose lock also holds our dev tools.
     "dynamo": Framework("3rdparty/python/default.lock", "ai-dynamo==1.6.1 tokenizers"),
-    "vllm": Framework(
-        "3rdparty/python/vllm.lock",
-        "'ai-dynamo[vllm]==1.6.1' 'cuda-toolkit[nvcc,cccl,crt,cudart]==13.0.3'",
-    ),
+    "vllm": Framework("3rdparty/python/vllm.lock"),
+    "sglang": Framework("3rdparty/python/sglang.lock"),
 }
 
 # The wheelhouse is bind-mounted, as upstream mounts its caches, so that it is not a layer.

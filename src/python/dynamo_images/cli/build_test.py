@@ -46,6 +46,8 @@ def test_default_builds_the_vllm_dev_image(
     ("flags", "address"),
     [
         (["--framework", "vllm", "--target", "runtime"], "docker/vllm:runtime"),
+        (["--framework", "SGLang", "--target", "runtime"], "docker/sglang:runtime"),
+        (["--framework", "sglang"], "docker/sglang:dev"),
         (["--framework", "none", "--target", "runtime"], "docker/dynamo:runtime"),
         (["--framework", "DYNAMO", "--target", "dev"], "docker/dynamo:dev"),
         (["--target", "frontend"], "docker/epp:runtime"),
@@ -59,6 +61,14 @@ def test_framework_and_target_pick_the_pants_target(
     address: str,
 ) -> None:
     assert dry_build_steps(capsys, *flags) == [["./pants", "package", address]]
+
+
+def test_sglang_takes_the_cuda_knob_its_build_file_accepts(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert dry_build_steps(capsys, "--framework", "sglang", "--cuda-version", "13.0") == [
+        ["DYNAMO_CUDA_VERSION=13.0", "./pants", "package", "docker/sglang:dev"]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -460,11 +470,12 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
             ["--target", "framework"],
             "docker/vllm:framework: engines come prebuilt from PyPI wheels, in the runtime image's"
             " layers, so there is no engine build stage; buildable: docker/dynamo:runtime,"
-            " docker/dynamo:dev, docker/epp:runtime, docker/vllm:runtime, docker/vllm:dev",
+            " docker/dynamo:dev, docker/epp:runtime, docker/sglang:runtime, docker/sglang:dev,"
+            " docker/vllm:runtime, docker/vllm:dev",
         ),
         (
-            ["--framework", "sglang"],
-            "framework 'sglang' has no images yet (no docker/sglang/BUILD); buildable:",
+            ["--framework", "sglang", "--target", "local-dev"],
+            "docker/sglang:local-dev is not defined in docker/sglang/BUILD; buildable:",
         ),
         (
             ["--framework", "trtllm", "--tensorrtllm-pip-wheel-dir", "/w"],

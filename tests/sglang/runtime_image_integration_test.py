@@ -1,0 +1,98 @@
+"""docker/sglang:runtime on the real Docker engine, without a GPU: the real SGLang engine and
+Dynamo's SGLang worker import and start their CLIs; the JIT toolchain is there; env (upstream's
+SGLANG_FORCE_SHUTDOWN), /sgl-workspace/dynamo, user, umask, banner and labels are right; Dynamo's
+frontend and mocker answer a chat completion inside the image; the layers are laid out as the
+framework definition says. Every container is removed, also on failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+from built_images import built_image
+from containers import run_in_image
+from dynamo_deployment import MODEL_MOUNT, tiny_model
+from engine_image_checks import (
+    MODEL_NAME,
+    check_frontend_and_mocker_answer,
+    check_jit_toolchain,
+    check_layers_follow_the_definition,
+)
+
+DOCKER_INFO = Path("docker.sglang/runtime.docker-info.json")
+REPLY = "Hello from the SGLang image!"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return built_image(DOCKER_INFO)
+
+
+def test_sglang_and_the_dynamo_worker_import(image: str) -> None:
+    ran = run_in_image(
+        image, "python -c 'import sglang, dynamo.sglang; print(sglang.__version__)'"
+    )
+    assert ran.status == 0, ran.err[-3000:]
+    labels = docker.from_env().images.get(image).labels
+    assert ran.out.split()[-1] == labels["ai.dynamo.engine.version"] == "0.5.21"
+
+
+def test_dynamo_sglang_help(image: str) -> None:
+    ran = run_in_image(image, "python -m dynamo.sglang --help")
+    assert ran.status == 0, ran.err[-3000:]
+    assert "usage:" in ran.out
+    assert "--model-path" in ran.out
+
+
+def test_jit_toolchain_is_in_the_image(image: str) -> None:
+    check_jit_toolchain(image, "13.0")
+
+
+def test_env_user_workspace_banner_and_labels(image: str) -> None:
+    ran = run_in_image(
+        image,
+        "id -u; id -g; umask; command -v python; echo $SGLANG_FORCE_SHUTDOWN $DYNAMO_ENGINE;"
+        " readlink /sgl-workspace/dynamo",
+    )
+    assert ran.status == 0, ran.err
+    assert ran.out.split() == [
+        "1000",
+        "0",
+        "0002",
+        "/opt/dynamo/venv/bin/python",
+        "1",
+        "sglang",
+        "/workspace",
+    ]
+    assert ran.err.startswith("== sglang-runtime ")
+    labels = docker.from_env().images.get(image).labels
+    assert labels["ai.dynamo.framework"] == "sglang"
+    assert labels["ai.dynamo.engine"] == "sglang"
+    assert labels["ai.dynamo.cuda.version"] == "13.0"
+    assert labels["ai.dynamo.version"] == "1.6.1"
+    assert labels["ai.dynamo.lock.sglang"].startswith("sha256:")
+    for key in ("org.opencontainers.image.version", "org.opencontainers.image.revision"):
+        assert labels.get(key) not in (None, "", "unknown"), key
+
+
+def test_frontend_and_mocker_answer_inside_the_image(image: str, tmp_path: Path) -> None:
+    check_frontend_and_mocker_answer(image, "sglang-it", tmp_path, REPLY)
+
+
+def test_launcher_starts_the_sglang_worker(image: str, tmp_path: Path) -> None:
+    """dynamo-launch's default engine here is SGLang; with no GPU the real worker fails to start,
+    and the launcher stops the deployment and says which component exited."""
+    model_dir = tiny_model(tmp_path / MODEL_NAME, {})
+    ran = run_in_image(
+        image,
+        f"timeout 240 dynamo-launch --model {MODEL_MOUNT} --discovery file",
+        volumes={str(model_dir): {"bind": MODEL_MOUNT, "mode": "ro"}},
+    )
+    assert ran.status != 0
+    assert "dynamo.sglang" in ran.out + ran.err, (ran.out + ran.err)[-3000:]
+
+
+def test_layers_follow_the_framework_definition(image: str) -> None:
+    check_layers_follow_the_definition(image, ["sglang", "sglang-kernel"])

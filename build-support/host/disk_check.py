@@ -33,8 +33,14 @@ CACHE_DIRS = (".pex", ".cache/pants")
 
 # A cold build of each engine's runtime image, with a margin (docker/README.md, "Disk", has the
 # measured figures and the command that measures them). Frameworks not listed need little.
-COLD_NEEDS = {"vllm": Need(caches=30 * GB, docker=26 * GB)}
+COLD_NEEDS = {
+    "vllm": Need(caches=30 * GB, docker=26 * GB),
+    # Its wheels overlap vLLM's (the shared layers) in the caches, not in the builder stage.
+    "sglang": Need(caches=30 * GB, docker=26 * GB),
+}
 RECURSIVE = ("::", "docker::", "tests::", "docker/::")
+# Tests that build every engine's images (their shared layers).
+CROSS_ENGINE_TESTS = "tests/engines"
 
 
 def frameworks_in(args: list[str]) -> set[str]:
@@ -43,7 +49,7 @@ def frameworks_in(args: list[str]) -> set[str]:
     for arg in args:
         if arg.startswith("-"):
             continue
-        if arg in RECURSIVE:
+        if arg in RECURSIVE or arg.startswith(CROSS_ENGINE_TESTS):
             return set(COLD_NEEDS)
         for framework in COLD_NEEDS:
             if arg.startswith((f"docker/{framework}", f"tests/{framework}")):

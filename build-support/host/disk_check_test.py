@@ -11,8 +11,10 @@ from host.disk_check import GB, Need, check, frameworks_in, shortfall
     [
         (["package", "docker/vllm:runtime"], {"vllm"}),
         (["test", "tests/vllm::"], {"vllm"}),
-        (["test", "::"], {"vllm"}),
-        (["--tag=-engine", "test", "docker::"], {"vllm"}),
+        (["test", "::"], {"vllm", "sglang"}),
+        (["--tag=-engine", "test", "docker::"], {"vllm", "sglang"}),
+        (["package", "docker/sglang:dev"], {"sglang"}),
+        (["test", "tests/engines::"], {"vllm", "sglang"}),
         (["package", "docker/dynamo:runtime", "docker/epp:runtime"], set()),
         (["test", "src/python/dynamo_images::"], set()),
     ],

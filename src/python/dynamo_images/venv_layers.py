@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,14 +185,21 @@ def split_into_slots(
     site_packages = next(venv.glob("lib/python*/site-packages"))
     files: dict[str, list[Path]] = {}
     versions: dict[str, str] = {}
-    for dist, info in find_dist_infos(site_packages).items():
+    dist_infos = find_dist_infos(site_packages)
+    for dist, info in dist_infos.items():
         files[dist] = _existing(site_packages, venv, dist_files(site_packages, info))
         versions[dist] = info.name[: -len(".dist-info")].split("-", 1)[1]
-    # A file two distributions list belongs to the first (pex venv --collisions-ok kept one).
-    seen: set[Path] = set()
-    for dist in sorted(files):
-        files[dist] = [rel for rel in files[dist] if rel not in seen]
-        seen |= set(files[dist])
+    # A file several distributions list (pex venv --collisions-ok kept one: flashinfer-python's
+    # and torch-c-dlpack-ext's build_backend.py) depends on which of them are installed, and so
+    # does the RECORD of each (pex rewrites it): such files stay in the venv's own slot, so that
+    # a distribution's slot is the same in every engine's image (the shared layers).
+    listed_by = Counter(rel for rels in files.values() for rel in set(rels))
+    contested = {rel for rel, count in listed_by.items() if count > 1}
+    for dist, info in dist_infos.items():
+        if contested.intersection(files[dist]):
+            contested.add((info / "RECORD").resolve().relative_to(venv.resolve()))
+    for dist in files:
+        files[dist] = [rel for rel in files[dist] if rel not in contested]
     sizes = {dist: sum((venv / rel).stat().st_size for rel in rels) for dist, rels in files.items()}
     slots = assign_slots(sizes, groups)
     manifests: dict[str, Manifest] = {}

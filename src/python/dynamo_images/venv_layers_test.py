@@ -142,3 +142,23 @@ def test_main_prints_one_line_per_slot(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out.splitlines()
     assert len(out) == len(slot_names(parse_groups(SPEC)))
     assert out[0].startswith("venv_layers: cuda-1")
+
+
+def test_a_file_two_distributions_list_stays_in_the_venv_slot(tmp_path: Path) -> None:
+    """pex venv --collisions-ok keeps one copy of a file two distributions ship, so its content
+    depends on the other distribution: it and the listing distributions' RECORDs go to the venv's
+    own slot, and each distribution's slot stays the same whichever the other is."""
+    venv = make_venv(tmp_path)
+    site = venv / "lib/python3.11/site-packages"
+    install(site, "torch-c-dlpack-ext", {"build_backend.py": b"one", "tcd/__init__.py": b"x"})
+    install(site, "flashinfer-python", {"build_backend.py": b"two", "flashinfer/x.py": b"f"})
+    manifests = split_into_slots(venv, tmp_path / "layers", parse_groups(SPEC))
+    layers = tmp_path / "layers"
+    rel = "lib/python3.11/site-packages"
+    [owner] = [slot for slot, m in manifests.items() if "torch-c-dlpack-ext" in m["distributions"]]
+    assert (layers / owner / rel / "tcd/__init__.py").exists()
+    assert not (layers / owner / rel / "build_backend.py").exists()
+    assert (layers / VENV_SLOT / rel / "build_backend.py").exists()
+    for info in ("torch_c_dlpack_ext-1.0.dist-info", "flashinfer_python-1.0.dist-info"):
+        assert (layers / VENV_SLOT / rel / info / "RECORD").exists()
+        assert f"{rel}/{info}/RECORD" in manifests[VENV_SLOT]["paths"]

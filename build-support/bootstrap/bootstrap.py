@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 BUILD_ROOT = Path(__file__).resolve().parents[2]
 PANTS_TOML = BUILD_ROOT / "pants.toml"
@@ -325,18 +326,23 @@ ENGINE_REQUIREMENT = re.compile(r"^ai-dynamo\[[^\]]+\]")
 SHARED_VARIABLE = "DYNAMO_SHARED_DISTRIBUTIONS"
 
 
-def _read_lock(lock: Path) -> tuple[dict[str, object], list[dict[str, object]]]:
+def _read_lock(lock: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A Pants lockfile's metadata header and its locked requirements."""
     import json
 
-    header, body = [], []
+    header: list[str] = []
+    body: list[str] = []
     for line in lock.read_text().splitlines():
         (header if line.startswith("//") else body).append(line)
     metadata_lines = [line[2:] for line in header]
     start = next(i for i, line in enumerate(metadata_lines) if "BEGIN PANTS LOCKFILE" in line)
     end = next(i for i, line in enumerate(metadata_lines) if "END PANTS LOCKFILE" in line)
     metadata = json.loads("\n".join(metadata_lines[start + 1 : end]))
-    locked = [r for resolve in json.loads("\n".join(body))["locked_resolves"] for r in resolve["locked_requirements"]]
+    locked = [
+        r
+        for resolve in json.loads("\n".join(body))["locked_resolves"]
+        for r in resolve["locked_requirements"]
+    ]
     return metadata, locked
 
 
@@ -354,7 +360,7 @@ def shared_distributions(locks: dict[str, Path]) -> list[str]:
             {
                 str(r["project_name"]): (
                     str(r["version"]),
-                    frozenset(str(a["hash"]) for a in r["artifacts"]),  # type: ignore[attr-defined]
+                    frozenset(str(a["hash"]) for a in r["artifacts"]),
                 )
                 for r in locked
             }

@@ -31,9 +31,7 @@ def image() -> str:
 
 
 def test_sglang_and_the_dynamo_worker_import(image: str) -> None:
-    ran = run_in_image(
-        image, "python -c 'import sglang, dynamo.sglang; print(sglang.__version__)'"
-    )
+    ran = run_in_image(image, "python -c 'import sglang, dynamo.sglang; print(sglang.__version__)'")
     assert ran.status == 0, ran.err[-3000:]
     labels = docker.from_env().images.get(image).labels
     assert ran.out.split()[-1] == labels["ai.dynamo.engine.version"] == "0.5.21"

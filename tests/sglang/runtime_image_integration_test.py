@@ -37,6 +37,16 @@ def test_sglang_and_the_dynamo_worker_import(image: str) -> None:
     assert ran.out.split()[-1] == labels["ai.dynamo.engine.version"] == "0.5.21"
 
 
+def test_the_cuda_tile_stand_in_costs_only_flashinfers_cutile_kernels(image: str) -> None:
+    """cuda-tile 1.6.0rc5 is a metadata-only placeholder (docker/README.md): FlashInfer's GEMM
+    module imports and registers none of its cuTile kernels."""
+    ran = run_in_image(
+        image, "python -c 'import flashinfer.gemm as g; print(*g._cuda_tile_kernels)'"
+    )
+    assert ran.status == 0, ran.err[-3000:]
+    assert ran.out.split() == ["is_cuda_tile_available"]
+
+
 def test_dynamo_sglang_help(image: str) -> None:
     ran = run_in_image(image, "python -m dynamo.sglang --help")
     assert ran.status == 0, ran.err[-3000:]

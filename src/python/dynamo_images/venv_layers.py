@@ -37,6 +37,11 @@ from typing import NotRequired, TypedDict
 # Upstream split its venv for parallel pulls (ai-dynamo/dynamo PR #5494); registries and Docker
 # pull layers of this size well.
 MAX_LAYER_BYTES = 1_500_000_000
+# A layer is a tar: each file costs a 512-byte header and its data rounded up to 512 bytes, and a
+# slot also holds its folders and manifest. Slots are filled against these costs, with room to
+# spare for the folders, so that the layer Docker reports stays under MAX_LAYER_BYTES.
+TAR_BLOCK = 512
+SLOT_RESERVE = 8_000_000
 # The slot holding files no distribution owns (the venv's python links, pyvenv.cfg, pex's files).
 VENV_SLOT = "venv"
 MANIFEST_DIR = ".dynamo-layers"
@@ -49,7 +54,7 @@ class Manifest(TypedDict):
     """A slot's `.dynamo-layers/<slot>.json`."""
 
     slot: str
-    bytes: int
+    bytes: int  # what the distributions' files cost in the layer's tar (tar_bytes)
     distributions: dict[str, str]
     paths: NotRequired[list[str]]  # VENV_SLOT's only: the files no distribution owns
 
@@ -133,6 +138,15 @@ def _existing(site_packages: Path, venv: Path, rels: Iterable[Path]) -> list[Pat
     return out
 
 
+SLOT_BUDGET = MAX_LAYER_BYTES - SLOT_RESERVE
+
+
+def tar_bytes(path: Path) -> int:
+    """What the file costs in a layer's tar: a header block and its data in whole blocks."""
+    size = path.lstat().st_size
+    return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
+
+
 def assign_slots(sizes: dict[str, int], groups: tuple[Group, ...]) -> dict[str, list[str]]:
     """Distribution name -> slot: the first matching group, then the first of its slots with room
     (distributions in name order), so the result depends only on the installed set."""
@@ -145,9 +159,7 @@ def assign_slots(sizes: dict[str, int], groups: tuple[Group, ...]) -> dict[str, 
                 f"venv_layers: {dist} alone is {sizes[dist] / 1e9:.2f} GB, over the"
                 f" {MAX_LAYER_BYTES / 1e9:.1f} GB layer limit"
             )
-        slot = next(
-            (s for s in group.slot_names() if used[s] + sizes[dist] <= MAX_LAYER_BYTES), None
-        )
+        slot = next((s for s in group.slot_names() if used[s] + sizes[dist] <= SLOT_BUDGET), None)
         if slot is None:
             total = sum(sizes[d] for d in sizes if group_of(groups, d) == group)
             raise SystemExit(
@@ -200,7 +212,7 @@ def split_into_slots(
             contested.add((info / "RECORD").resolve().relative_to(venv.resolve()))
     for dist in files:
         files[dist] = [rel for rel in files[dist] if rel not in contested]
-    sizes = {dist: sum((venv / rel).stat().st_size for rel in rels) for dist, rels in files.items()}
+    sizes = {dist: sum(tar_bytes(venv / rel) for rel in rels) for dist, rels in files.items()}
     slots = assign_slots(sizes, groups)
     manifests: dict[str, Manifest] = {}
     for slot, dists in slots.items():

@@ -8,12 +8,14 @@ import pytest
 from dynamo_images.venv_layers import (
     FIXED_MTIME,
     MAX_LAYER_BYTES,
+    SLOT_BUDGET,
     VENV_SLOT,
     assign_slots,
     main,
     parse_groups,
     slot_names,
     split_into_slots,
+    tar_bytes,
 )
 
 # The form pants-plugins/macros.py writes (VENV_LAYER_GROUPS, engine "vllm").
@@ -78,7 +80,7 @@ def test_each_distribution_lands_in_its_group(tmp_path: Path) -> None:
     assert on_disk["distributions"] == {"torch": "2.13.0"}
     torch_files = [p for p in (layers / "torch").rglob("*") if p.is_file()]
     assert on_disk["bytes"] == sum(
-        p.stat().st_size for p in torch_files if ".dynamo-layers" not in p.parts
+        tar_bytes(p) for p in torch_files if ".dynamo-layers" not in p.parts
     )
 
 
@@ -162,3 +164,15 @@ def test_a_file_two_distributions_list_stays_in_the_venv_slot(tmp_path: Path) ->
     for info in ("torch_c_dlpack_ext-1.0.dist-info", "flashinfer_python-1.0.dist-info"):
         assert (layers / VENV_SLOT / rel / info / "RECORD").exists()
         assert f"{rel}/{info}/RECORD" in manifests[VENV_SLOT]["paths"]
+
+
+def test_slots_are_filled_by_what_files_cost_in_a_tar(tmp_path: Path) -> None:
+    """A layer is a tar (512-byte headers, data in 512-byte blocks), so many small files cost
+    more than their bytes: slots are filled against that, under the limit with room for folders."""
+    for size, cost in ((0, 512), (1, 1024), (512, 1024), (513, 1536)):
+        (tmp_path / "f").write_bytes(b"x" * size)
+        assert tar_bytes(tmp_path / "f") == cost
+    just_over = SLOT_BUDGET // 2 + 1
+    slots = assign_slots({"nvidia-a": just_over, "nvidia-b": just_over}, parse_groups(SPEC))
+    assert (slots["cuda-1"], slots["cuda-2"]) == (["nvidia-a"], ["nvidia-b"])
+    assert SLOT_BUDGET < MAX_LAYER_BYTES

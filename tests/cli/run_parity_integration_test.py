@@ -124,6 +124,8 @@ def engine_record(engine: docker.DockerClient, container_id: str) -> dict[str, A
     # The docker CLI sends unset names (`-e NAME`, NAME unset here) ahead of the others; with no
     # name given twice (as in these cases) the order carries no meaning.
     record["Config.Env"] = sorted(record["Config.Env"] or [])
+    # Bind mounts have distinct destinations; the docker CLI sends them in no fixed order.
+    record["HostConfig.Binds"] = sorted(record["HostConfig.Binds"] or [])
     # A device request without ids: null from the CLI, [] from the SDK.
     for request in record["HostConfig.DeviceRequests"] or []:
         request["DeviceIDs"] = request["DeviceIDs"] or []

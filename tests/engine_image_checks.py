@@ -11,7 +11,7 @@ import docker
 import requests
 from built_images import built_image
 from containers import layer_ids, run_in_image
-from dynamo_deployment import replay_chat_request, replaying_deployment, tiny_model
+from dynamo_deployment import MODEL_MOUNT, replay_chat_request, replaying_deployment, tiny_model
 
 from dynamo_images.cli.layers import layer_report
 
@@ -51,6 +51,19 @@ def check_frontend_and_mocker_answer(image: str, name: str, work_dir: Path, repl
         response = requests.post(f"{base_url}/v1/chat/completions", json=request, timeout=60)
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == reply
+
+
+def check_launcher_starts_the_worker(image: str, worker_module: str, work_dir: Path) -> None:
+    """dynamo-launch starts the image's default engine; with no GPU the real worker fails to
+    start, and the launcher stops the deployment and says which component exited."""
+    model_dir = tiny_model(work_dir / MODEL_NAME, {})
+    ran = run_in_image(
+        image,
+        f"timeout 240 dynamo-launch --model {MODEL_MOUNT} --discovery file",
+        volumes={str(model_dir): {"bind": MODEL_MOUNT, "mode": "ro"}},
+    )
+    assert ran.status != 0
+    assert worker_module in ran.out + ran.err, (ran.out + ran.err)[-3000:]
 
 
 def check_layers_follow_the_definition(image: str, engine: list[str]) -> None:

@@ -13,11 +13,10 @@ import docker
 import pytest
 from built_images import built_image
 from containers import run_in_image
-from dynamo_deployment import MODEL_MOUNT, tiny_model
 from engine_image_checks import (
-    MODEL_NAME,
     check_frontend_and_mocker_answer,
     check_jit_toolchain,
+    check_launcher_starts_the_worker,
     check_layers_follow_the_definition,
 )
 
@@ -89,16 +88,7 @@ def test_frontend_and_mocker_answer_inside_the_image(image: str, tmp_path: Path)
 
 
 def test_launcher_starts_the_vllm_worker(image: str, tmp_path: Path) -> None:
-    """dynamo-launch's default engine here is vLLM; with no GPU the real worker fails to start,
-    and the launcher stops the deployment and says which component exited."""
-    model_dir = tiny_model(tmp_path / MODEL_NAME, {})
-    status, out, err = run(
-        image,
-        f"timeout 240 dynamo-launch --model {MODEL_MOUNT} --discovery file",
-        volumes={str(model_dir): {"bind": MODEL_MOUNT, "mode": "ro"}},
-    )
-    assert status != 0
-    assert "dynamo.vllm" in out + err, (out + err)[-3000:]
+    check_launcher_starts_the_worker(image, "dynamo.vllm", tmp_path)
 
 
 def test_layers_follow_the_framework_definition(image: str) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dynamo_images import trtllm_source
 from dynamo_images.cli import buildfiles, images, parity, references, registry
 from dynamo_images.cli.engine import connect, one_line, sdk
 from dynamo_images.cli.errors import EnvironmentProblem, UsageError
@@ -104,18 +105,11 @@ TRTLLM_FLAGS = (
     "--tensorrtllm-git-url",
     "--tensorrtllm-commit",
 )
-TRTLLM_WHEEL_GLOB = "tensorrt_llm-*.whl"
 # Why a target that upstream's build.sh had is not defined here.
 NOT_DEFINED_REASONS = {
     "framework": "engines come prebuilt from PyPI wheels, in the runtime image's layers, so "
     "there is no engine build stage",
 }
-TRTLLM_NEEDS_WHEEL_DIR = (
-    "the trtllm image installs TensorRT-LLM from a local wheel: pass "
-    "--tensorrtllm-pip-wheel-dir DIR (no TensorRT-LLM wheel is reachable from PyPI, "
-    "whose tensorrt-llm is an sdist that downloads from NVIDIA)"
-)
-
 # Pants applies every image_tags entry, latest included; for --no-tag-latest the latest tag is
 # pointed back at the image it named before the build (or removed if it named none).
 PREVIOUS_LATEST_VARIABLE = "previous_latest"
@@ -175,7 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tensorrtllm-pip-wheel-dir",
         type=non_empty,
         metavar="DIR",
-        help="directory holding the one TensorRT-LLM wheel the trtllm image installs",
+        help="directory holding the TensorRT-LLM wheel the trtllm lock takes",
     )
     parser.add_argument(
         "--build-arg",
@@ -217,16 +211,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the commands instead of running them",
     )
     parser.add_argument(
-        "--tensorrtllm-pip-wheel",
-        type=non_empty,
-        metavar="REQUIREMENT",
-        help="refused: no index serves a usable wheel here",
-    )
-    parser.add_argument(
         "--tensorrtllm-index-url",
         type=non_empty,
         metavar="URL",
-        help="refused along with --tensorrtllm-pip-wheel",
+        help="the package index the trtllm lock takes TensorRT-LLM from (default NVIDIA's)",
     )
     parser.add_argument(
         "--tensorrtllm-git-url",
@@ -343,52 +331,44 @@ def _given_trtllm_flags(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def _resolve_trtllm_wheel_dir(args: argparse.Namespace, cwd: Path) -> str:
-    """Upstream's three intents (download / install a local wheel / build from git) must resolve to
-    exactly one; of those, only installing a local wheel can work with no NVIDIA index in reach.
-    """
-    wheel_dir, git_url = args.tensorrtllm_pip_wheel_dir, args.tensorrtllm_git_url
-    wants_install = bool(wheel_dir) and not git_url
-    wants_build = bool(git_url)
-    wants_download = bool(args.tensorrtllm_pip_wheel)
-    intents = sum((wants_install, wants_build, wants_download))
-    if intents > 1 or (args.tensorrtllm_index_url and not args.tensorrtllm_pip_wheel):
+def _trtllm_source(args: argparse.Namespace, cwd: Path, repo_root: Path) -> dict[str, str]:
+    """Upstream's three intents (download from an index / install a local wheel / build from git)
+    must resolve to exactly one. The first two are sources of trtllm_source.py, as the variables
+    ./pants reads (it checks them against the trtllm lock before any build work); building from
+    git is refused."""
+    download = bool(args.tensorrtllm_pip_wheel or args.tensorrtllm_index_url)
+    install = bool(args.tensorrtllm_pip_wheel_dir)
+    from_git = bool(args.tensorrtllm_git_url or args.tensorrtllm_commit)
+    if download + install + from_git > 1:
         raise UsageError(
             "cannot tell how to install TensorRT-LLM from "
             f"{', '.join(_given_trtllm_flags(args))}; give exactly one of: "
-            "--tensorrtllm-pip-wheel [--tensorrtllm-index-url] (download), "
+            "--tensorrtllm-index-url (download), "
             "--tensorrtllm-pip-wheel-dir (local wheel), "
             "--tensorrtllm-git-url [--tensorrtllm-commit] (build from source)"
         )
-    if wants_download:
-        raise UsageError(f"--tensorrtllm-pip-wheel: {TRTLLM_NEEDS_WHEEL_DIR}")
-    if wants_build:
-        raise UsageError(
-            "--tensorrtllm-git-url: building TensorRT-LLM from source is not part of this "
-            "build; build the wheel "
-            "with TensorRT-LLM's own scripts and pass its directory as --tensorrtllm-pip-wheel-dir"
-        )
+    if args.tensorrtllm_git_url:
+        raise UsageError(f"--tensorrtllm-git-url: {parity.NO_TRTLLM_FROM_GIT}")
     if args.tensorrtllm_commit:
         raise UsageError(
             "--tensorrtllm-commit only picks what to build from git, which this build does not do; "
-            "the wheel in --tensorrtllm-pip-wheel-dir fixes the TensorRT-LLM version"
+            f"{parity.TRTLLM_VERSION_PINNED}"
         )
-    if not wheel_dir:
-        raise UsageError(TRTLLM_NEEDS_WHEEL_DIR)
-    directory = (cwd / os.path.expanduser(wheel_dir)).resolve()
-    if not directory.is_dir():
-        raise EnvironmentProblem(f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no such directory")
-    wheels = sorted(path.name for path in directory.glob(TRTLLM_WHEEL_GLOB))
-    if not wheels:
-        raise EnvironmentProblem(
-            f"--tensorrtllm-pip-wheel-dir {wheel_dir}: no {TRTLLM_WHEEL_GLOB} in {directory}"
-        )
-    if len(wheels) > 1:
-        raise EnvironmentProblem(
-            f"--tensorrtllm-pip-wheel-dir {wheel_dir}: {len(wheels)} wheels "
-            f"({', '.join(wheels)}); leave exactly one"
-        )
-    return str(directory)
+    env: dict[str, str] = {}
+    if args.tensorrtllm_index_url:
+        env[trtllm_source.INDEX_VAR] = args.tensorrtllm_index_url
+    if args.tensorrtllm_pip_wheel_dir:
+        directory = (cwd / os.path.expanduser(args.tensorrtllm_pip_wheel_dir)).resolve()
+        if not directory.is_dir():
+            raise EnvironmentProblem(
+                f"--tensorrtllm-pip-wheel-dir {args.tensorrtllm_pip_wheel_dir}: no such directory"
+            )
+        env[trtllm_source.WHEEL_DIR_VAR] = str(directory)
+    try:
+        trtllm_source.select(env, repo_root)
+    except trtllm_source.SourceError as e:
+        raise UsageError(str(e)) from None
+    return env
 
 
 def _buildable(defined: dict[str, tuple[str, ...]]) -> str:
@@ -396,11 +376,21 @@ def _buildable(defined: dict[str, tuple[str, ...]]) -> str:
 
 
 def _check_defined(
-    image: images.ImageRef, framework: str, defined: dict[str, tuple[str, ...]]
+    image: images.ImageRef,
+    framework: str,
+    defined: dict[str, tuple[str, ...]],
+    trtllm_env: Mapping[str, str],
+    repo_root: Path,
 ) -> None:
     """The address must be a docker_image that docker/*/BUILD defines."""
     if image.target in defined.get(image.image_dir, ()):
         return
+    if image.image_dir in defined and framework == "trtllm" and image.target in buildfiles.FRAMEWORK_IMAGE_TARGETS:
+        # Defined once the trtllm lock exists: say what to provide, as ./pants would.
+        try:
+            trtllm_source.check_lock(trtllm_source.select(trtllm_env, repo_root), repo_root)
+        except trtllm_source.SourceError as e:
+            raise UsageError(str(e)) from None
     if image.image_dir not in defined:
         why = f"framework '{framework}' has no images yet (no docker/{image.image_dir}/BUILD)"
     elif image.base_target in NOT_DEFINED_REASONS:
@@ -485,12 +475,12 @@ def plan_build(
     if args.use_sccache or args.sccache_bucket or args.sccache_region:
         raise UsageError(SCCACHE_REFUSAL)
 
-    trtllm_flags = _given_trtllm_flags(args)
-    if trtllm_flags and framework != "trtllm":
-        raise UsageError(f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'")
     for flag in REFUSED_FLAGS:
         if getattr(args, flag.dest):
             raise UsageError(f"{flag.name}: {flag.refusal}")
+    trtllm_flags = _given_trtllm_flags(args)
+    if trtllm_flags and framework != "trtllm":
+        raise UsageError(f"{trtllm_flags[0]} applies to --framework trtllm only, not '{framework}'")
     if args.platform:
         accepted = sorted(set(SUPPORTED_PLATFORMS.values()))
         if args.platform not in accepted:
@@ -520,7 +510,16 @@ def plan_build(
         for image_dir, targets in buildfiles.docker_image_targets(repo_root).items()
         if image_dir in (*images.FRAMEWORKS, images.FRONTEND_IMAGE_DIR)
     }
-    _check_defined(image, framework, defined)
+    trtllm_env: dict[str, str] = {}
+    if framework == "trtllm" and target != images.FRONTEND_TARGET:
+        trtllm_env = _trtllm_source(args, cwd, repo_root)
+    _check_defined(
+        image,
+        framework,
+        defined,
+        {**{k: v for k, v in host_env.items() if k.startswith("DYNAMO_TRTLLM_")}, **trtllm_env},
+        repo_root,
+    )
     facts = buildfiles.frameworks(repo_root).get(framework)
     framework_knobs = [
         flag
@@ -557,8 +556,7 @@ def plan_build(
         if facts.kvbm_refusal:
             raise UsageError(f"--enable-kvbm: not available for {framework}: {facts.kvbm_refusal}")
         values[env_var("--enable-kvbm")] = "true"
-    if framework == "trtllm" and target != images.FRONTEND_TARGET:
-        values["DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR"] = _resolve_trtllm_wheel_dir(args, cwd)
+    values.update(trtllm_env)
     if target == "local-dev":
         # As upstream: the dynamo user takes the builder's own UID/GID unless told otherwise.
         values["DYNAMO_UID"] = str(parse_int(args.uid)) if args.uid else str(host_uid)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamo_images.cli import build
+from dynamo_images import trtllm_source
+from dynamo_images.cli import build, parity
 from dynamo_images.cli.conftest import Checkout, dry_build_steps, run_cli, usage_error
 from dynamo_images.cli.main import main, make_parser
 
@@ -22,14 +23,13 @@ def amd64_host(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def trtllm_defined(checkout: Checkout) -> None:
-    """A docker/trtllm/BUILD, as the TRT-LLM images will have (not defined yet)."""
-    (checkout.repo / "docker/trtllm").mkdir(exist_ok=True)
-    (checkout.repo / "docker/trtllm/BUILD").write_text('framework_image(framework="trtllm")\n')
+def trtllm_locked(checkout: Checkout) -> None:
+    """A trtllm lock in the checkout, which defines docker/trtllm:runtime and :dev."""
+    (checkout.repo / "3rdparty/python/trtllm.lock").write_text('{"locked_resolves": []}\n')
 
 
 @pytest.fixture
-def trtllm_wheel_dir(tmp_path: Path, trtllm_defined: None) -> Path:
+def trtllm_wheel_dir(tmp_path: Path) -> Path:
     wheel_dir = tmp_path / "trt wheels"
     wheel_dir.mkdir()
     (wheel_dir / "tensorrt_llm-1.3.0rc1-cp312-cp312-linux_x86_64.whl").write_bytes(b"")
@@ -333,9 +333,13 @@ def test_no_tag_latest_restores_the_previous_latest(
     ]
 
 
-def test_trtllm_installs_from_one_local_wheel(
-    checkout: Checkout, capsys: pytest.CaptureFixture[str], trtllm_wheel_dir: Path
+def test_trtllm_takes_its_wheel_from_a_local_directory(
+    checkout: Checkout,
+    trtllm_locked: None,
+    capsys: pytest.CaptureFixture[str],
+    trtllm_wheel_dir: Path,
 ) -> None:
+    """The directory reaches ./pants, whose preflight checks it against the trtllm lock."""
     [step] = dry_build_steps(
         capsys,
         "--framework",
@@ -346,39 +350,90 @@ def test_trtllm_installs_from_one_local_wheel(
         str(trtllm_wheel_dir),
     )
     assert step == [
-        f"DYNAMO_TENSORRTLLM_PIP_WHEEL_DIR={trtllm_wheel_dir}",
+        f"{trtllm_source.WHEEL_DIR_VAR}={trtllm_wheel_dir}",
         "./pants",
         "package",
         "docker/trtllm:runtime",
     ]
 
 
-def test_trtllm_wheel_dir_problems(
-    checkout: Checkout,
-    trtllm_defined: None,
-    capsys: pytest.CaptureFixture[str],
-    trtllm_wheel_dir: Path,
-    tmp_path: Path,
+def test_trtllm_takes_its_wheel_from_an_index(
+    checkout: Checkout, trtllm_locked: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = (
-        "build",
-        "--dry-run",
+    [step] = dry_build_steps(
+        capsys,
         "--framework",
         "trtllm",
-        "--tensorrtllm-pip-wheel-dir",
+        "--target",
+        "runtime",
+        "--tensorrtllm-index-url",
+        "https://mirror.example/nvidia/",
     )
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert usage_error(capsys, *base, str(empty), exit_code=1) == (
-        f"--tensorrtllm-pip-wheel-dir {empty}: no tensorrt_llm-*.whl in {empty}"
+    assert step == [
+        f"{trtllm_source.INDEX_VAR}=https://mirror.example/nvidia/",
+        "./pants",
+        "package",
+        "docker/trtllm:runtime",
+    ]
+
+
+def test_trtllm_without_flags_takes_the_default_source(
+    checkout: Checkout, trtllm_locked: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NVIDIA's index (trtllm_source.py): nothing to set."""
+    [step] = dry_build_steps(capsys, "--framework", "trtllm", "--target", "runtime")
+    assert step == ["./pants", "package", "docker/trtllm:runtime"]
+
+
+@pytest.mark.parametrize("target", ["runtime", "dev"])
+def test_trtllm_engine_images_without_a_lock_say_what_to_provide(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], trtllm_wheel_dir: Path, target: str
+) -> None:
+    """Before any work, in the dry run too: the line ./pants would print."""
+    message = usage_error(capsys, "build", "--dry-run", "--framework", "trtllm", "--target", target)
+    assert message.startswith("docker/trtllm:runtime needs 3rdparty/python/trtllm.lock")
+    assert "NVIDIA's index https://pypi.nvidia.com/" in message
+    message = usage_error(
+        capsys, "build", "--dry-run", "--framework", "trtllm",
+        "--tensorrtllm-pip-wheel-dir", str(trtllm_wheel_dir),
     )
-    assert usage_error(capsys, *base, str(tmp_path / "absent"), exit_code=1) == (
-        f"--tensorrtllm-pip-wheel-dir {tmp_path / 'absent'}: no such directory"
+    assert f"generated from the wheel directory {trtllm_wheel_dir}" in message
+
+
+def test_trtllm_pre_engine_image_builds_without_a_source(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [step] = dry_build_steps(capsys, "--framework", "trtllm", "--target", "pre-engine")
+    assert step == ["./pants", "package", "docker/trtllm:pre-engine"]
+
+
+def test_a_framework_without_a_build_file_has_no_images(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (checkout.repo / "docker/trtllm/BUILD").unlink()
+    message = usage_error(capsys, "build", "--dry-run", "--framework", "trtllm")
+    assert message.startswith("framework 'trtllm' has no images yet (no docker/trtllm/BUILD)")
+
+
+def test_only_trtllm_has_a_pre_engine_image(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = usage_error(
+        capsys, "build", "--dry-run", "--framework", "vllm", "--target", "pre-engine"
     )
-    (trtllm_wheel_dir / "tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl").write_bytes(b"")
-    assert usage_error(capsys, *base, str(trtllm_wheel_dir), exit_code=1).endswith(
-        "2 wheels (tensorrt_llm-1.2.0-cp312-cp312-linux_x86_64.whl, "
-        "tensorrt_llm-1.3.0rc1-cp312-cp312-linux_x86_64.whl); leave exactly one"
+    assert message.startswith("docker/vllm:pre-engine is not defined in docker/vllm/BUILD")
+
+
+def test_trtllm_source_problems(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    base = ("build", "--dry-run", "--framework", "trtllm")
+    absent = tmp_path / "absent"
+    assert usage_error(
+        capsys, *base, "--tensorrtllm-pip-wheel-dir", str(absent), exit_code=1
+    ) == (f"--tensorrtllm-pip-wheel-dir {absent}: no such directory")
+    assert usage_error(capsys, *base, "--tensorrtllm-index-url", "pypi.nvidia.com") == (
+        f"{trtllm_source.INDEX_VAR}='pypi.nvidia.com' is not an http(s) URL of a package index"
     )
 
 
@@ -388,32 +443,18 @@ TRTLLM_UNRESOLVABLE = "cannot tell how to install TensorRT-LLM from"
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ([], build.TRTLLM_NEEDS_WHEEL_DIR),
         (
             ["--tensorrtllm-pip-wheel", "tensorrt-llm==1.3.0rc1"],
-            f"--tensorrtllm-pip-wheel: {build.TRTLLM_NEEDS_WHEEL_DIR}",
+            f"--tensorrtllm-pip-wheel: {parity.TRTLLM_VERSION_PINNED}",
+        ),
+        (
+            ["--tensorrtllm-index-url", "https://x.invalid/", "--tensorrtllm-pip-wheel-dir", "/w"],
+            f"{TRTLLM_UNRESOLVABLE} --tensorrtllm-index-url, --tensorrtllm-pip-wheel-dir;",
         ),
         (
             [
-                "--tensorrtllm-pip-wheel",
-                "tensorrt-llm",
                 "--tensorrtllm-index-url",
-                "https://example.invalid/simple",
-            ],
-            "--tensorrtllm-pip-wheel: ",
-        ),
-        (
-            ["--tensorrtllm-index-url", "https://example.invalid/simple"],
-            f"{TRTLLM_UNRESOLVABLE} --tensorrtllm-index-url; give exactly one of",
-        ),
-        (
-            ["--tensorrtllm-pip-wheel", "x", "--tensorrtllm-pip-wheel-dir", "/w"],
-            f"{TRTLLM_UNRESOLVABLE} --tensorrtllm-pip-wheel, --tensorrtllm-pip-wheel-dir;",
-        ),
-        (
-            [
-                "--tensorrtllm-pip-wheel",
-                "x",
+                "https://x.invalid/",
                 "--tensorrtllm-git-url",
                 "https://example.invalid/trt.git",
             ],
@@ -426,7 +467,7 @@ TRTLLM_UNRESOLVABLE = "cannot tell how to install TensorRT-LLM from"
                 "--tensorrtllm-commit",
                 "v1",
             ],
-            "--tensorrtllm-git-url: building TensorRT-LLM from source is not part of this build",
+            "--tensorrtllm-git-url: building TensorRT-LLM from git is not part of this build",
         ),
         (
             ["--tensorrtllm-commit", "v1"],
@@ -434,9 +475,8 @@ TRTLLM_UNRESOLVABLE = "cannot tell how to install TensorRT-LLM from"
         ),
     ],
 )
-def test_trtllm_intent_must_resolve_to_a_local_wheel(
+def test_trtllm_intent_must_resolve_to_one_source(
     checkout: Checkout,
-    trtllm_defined: None,
     capsys: pytest.CaptureFixture[str],
     flags: list[str],
     message: str,
@@ -444,10 +484,6 @@ def test_trtllm_intent_must_resolve_to_a_local_wheel(
     assert usage_error(capsys, "build", "--dry-run", "--framework", "trtllm", *flags).startswith(
         message
     )
-
-
-def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
-    assert "no TensorRT-LLM wheel is reachable from PyPI" in build.TRTLLM_NEEDS_WHEEL_DIR
 
 
 @pytest.mark.parametrize(
@@ -460,7 +496,7 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
         ),
         (
             ["--target", "debug"],
-            "unknown target 'debug'; accepted: runtime, dev, local-dev, framework, frontend",
+            "unknown target 'debug'; accepted: runtime, dev, local-dev, pre-engine, framework, frontend",
         ),
         (
             ["--framework", "none", "--target", "framework"],
@@ -471,15 +507,11 @@ def test_trtllm_message_says_why_a_wheel_dir_is_needed() -> None:
             "docker/vllm:framework: engines come prebuilt from PyPI wheels, in the runtime image's"
             " layers, so there is no engine build stage; buildable: docker/dynamo:runtime,"
             " docker/dynamo:dev, docker/epp:runtime, docker/sglang:runtime, docker/sglang:dev,"
-            " docker/vllm:runtime, docker/vllm:dev",
+            " docker/trtllm:pre-engine, docker/vllm:runtime, docker/vllm:dev",
         ),
         (
             ["--framework", "sglang", "--target", "local-dev"],
             "docker/sglang:local-dev is not defined in docker/sglang/BUILD; buildable:",
-        ),
-        (
-            ["--framework", "trtllm", "--tensorrtllm-pip-wheel-dir", "/w"],
-            "framework 'trtllm' has no images yet (no docker/trtllm/BUILD)",
         ),
         (["--target", "local-dev"], "docker/vllm:local-dev is not defined in docker/vllm/BUILD"),
         (

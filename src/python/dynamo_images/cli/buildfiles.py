@@ -7,11 +7,14 @@ takes them.
 from __future__ import annotations
 
 import ast
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-# The docker_image targets framework_image() defines (tests check this against the macro).
+# The docker_image targets framework_image() defines (tests check this against the macro), and
+# the one it adds with `pre_engine=` (the image without its engine, for an engine with no source).
 FRAMEWORK_IMAGE_TARGETS = ("runtime", "dev")
+PRE_ENGINE_TARGET = "pre-engine"
 MACRO = "framework_image"
 _EMPTY = ast.Tuple(elts=[], ctx=ast.Load())  # `()`
 
@@ -48,6 +51,24 @@ def _calls(tree: ast.Module, name: str) -> list[dict[str, ast.expr]]:
     ]
 
 
+def lock_exists(call: dict[str, ast.expr], repo_root: Path) -> bool:
+    """Whether the lock of the call's resolve exists (pants.toml [python.resolves])."""
+    resolve = str(_literal(call.get("resolve", ast.Constant("")), ""))
+    try:
+        resolves = tomllib.loads((repo_root / "pants.toml").read_text())["python"]["resolves"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return False
+    return resolve in resolves and (repo_root / resolves[resolve]).is_file()
+
+
+def _macro_targets(call: dict[str, ast.expr], repo_root: Path) -> tuple[str, ...]:
+    # framework_image(engine_lock=...) defines the engine images once the resolve's lock exists.
+    engine = "engine_lock" not in call or lock_exists(call, repo_root)
+    return (FRAMEWORK_IMAGE_TARGETS if engine else ()) + (
+        (PRE_ENGINE_TARGET,) if "pre_engine" in call else ()
+    )
+
+
 def docker_image_targets(repo_root: Path) -> dict[str, tuple[str, ...]]:
     """docker/<dir> -> names of the docker_image targets its BUILD defines (directly or through
     framework_image)."""
@@ -55,8 +76,8 @@ def docker_image_targets(repo_root: Path) -> dict[str, tuple[str, ...]]:
     for build in sorted((repo_root / "docker").glob("*/BUILD")):
         tree = ast.parse(build.read_text(), str(build))
         names = [str(_literal(c["name"], "")) for c in _calls(tree, "docker_image") if "name" in c]
-        if _calls(tree, MACRO):
-            names += FRAMEWORK_IMAGE_TARGETS
+        for call in _calls(tree, MACRO):
+            names += _macro_targets(call, repo_root)
         if names:
             out[build.parent.name] = tuple(names)
     return out
@@ -72,7 +93,7 @@ def frameworks(repo_root: Path) -> dict[str, Framework]:
             out[name] = Framework(
                 name=name,
                 image_dir=build.parent.name,
-                targets=FRAMEWORK_IMAGE_TARGETS,
+                targets=_macro_targets(call, repo_root),
                 cuda_versions=_strings(call.get("cuda_versions", _EMPTY)),
                 cuda_why=str(_literal(call.get("cuda_why", ast.Constant("")), "")),
                 kvbm_refusal=str(_literal(call.get("kvbm_refusal", ast.Constant("")), "")),

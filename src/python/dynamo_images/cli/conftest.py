@@ -27,7 +27,11 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Checkout:
     """A fake dynamo-images checkout as the working directory, and a fresh HOME."""
     repo = tmp_path / "checkout with space"
     repo.mkdir()
-    (repo / "pants.toml").write_text("[GLOBAL]\n")
+    # The real pants.toml (resolves and their locks) and default lock, which the TRT-LLM source
+    # selection reads; no trtllm lock unless a test writes one.
+    shutil.copyfile("pants.toml", repo / "pants.toml")
+    (repo / "3rdparty/python").mkdir(parents=True)
+    shutil.copyfile("3rdparty/python/default.lock", repo / "3rdparty/python/default.lock")
     # The real image definitions, which `build` reads to learn what exists (the test runs at the
     # root of a copy of the repository: //:project-files).
     for build_file in Path("docker").glob("*/BUILD"):

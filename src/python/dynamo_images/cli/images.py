@@ -31,8 +31,9 @@ EFA_TARGETS = ("runtime", "dev")
 
 # Which targets each command accepts. `framework` is the engine build stage, so only engine
 # frameworks have it; `frontend` is the EPP image and ignores the framework.
-RUN_TARGETS = ("runtime", "dev", "local-dev")
-BUILD_TARGETS = ("runtime", "dev", "local-dev", "framework", "frontend")
+# `pre-engine`: an engine's image without the engine, where the engine has no source (TRT-LLM).
+RUN_TARGETS = ("runtime", "dev", "local-dev", "pre-engine")
+BUILD_TARGETS = ("runtime", "dev", "local-dev", "pre-engine", "framework", "frontend")
 FRONTEND_TARGET = "frontend"
 FRONTEND_IMAGE_DIR = "epp"
 FRONTEND_PANTS_TARGET = "runtime"

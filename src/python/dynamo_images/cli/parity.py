@@ -40,6 +40,11 @@ NO_DYNAMO_BUILD = (
     "the images install PyPI's ai-dynamo 1.6.1 wheels, built with upstream's release features; "
     "nothing here compiles Dynamo"
 )
+TRTLLM_VERSION_PINNED = (
+    "the TensorRT-LLM version is the one ai-dynamo pins in the trtllm lock; choose where it comes "
+    "from with --tensorrtllm-index-url URL or --tensorrtllm-pip-wheel-dir DIR "
+    "(docker/README.md, TensorRT-LLM)"
+)
 NO_TRTLLM_FROM_GIT = (
     "building TensorRT-LLM from git is not part of this build; build its wheel with "
     "TensorRT-LLM's own scripts and pass --tensorrtllm-pip-wheel-dir"
@@ -115,14 +120,22 @@ BUILD_FLAGS: tuple[Flag, ...] = (
     Flag(
         ("--tensorrtllm-pip-wheel-dir",),
         "local TensorRT-LLM wheel directory",
-        "the same, exactly one `tensorrt_llm-*.whl`; with another framework refused (upstream "
-        "ignored it: a deliberate difference)",
+        "the same: the trtllm lock takes the wheel from it (`DYNAMO_TRTLLM_WHEEL_DIR`, checked "
+        "by `./pants` before any build work); with another framework refused (upstream ignored "
+        "it: a deliberate difference)",
     ),
     Flag(
-        ("--tensorrtllm-pip-wheel", "--tensorrtllm-index-url"),
-        "download TensorRT-LLM from an index",
-        "resolved with the other TensorRT-LLM flags to exactly one intent, as upstream; "
-        "refused since no index serving it is reachable, naming --tensorrtllm-pip-wheel-dir",
+        ("--tensorrtllm-index-url",),
+        "download TensorRT-LLM from this index (with --tensorrtllm-pip-wheel)",
+        "the index the trtllm lock takes TensorRT-LLM from (`DYNAMO_TRTLLM_INDEX_URL`, default "
+        "NVIDIA's); resolved with the other TensorRT-LLM flags to exactly one intent, as upstream",
+    ),
+    Flag(
+        ("--tensorrtllm-pip-wheel",),
+        "the TensorRT-LLM requirement to download",
+        "refused",
+        refusal=TRTLLM_VERSION_PINNED,
+        metavar="REQUIREMENT",
     ),
     Flag(
         ("--tensorrtllm-git-url", "--tensorrtllm-commit"),

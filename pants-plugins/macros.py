@@ -404,7 +404,8 @@ def framework_image(
     if pre_engine:
         # The same image without the engine (Dynamo from `pre_engine`, in the default resolve):
         # everything up to the engine wheel, built and tested where the engine has no source.
-        _runtime_image("pre-engine", "python-default", pre_engine, (), None, **image)
+        # No CUDA libraries until the engine's closure is in.
+        _runtime_image("pre-engine", "python-default", pre_engine, (), None, **{**image, "cuda": "none"})
     if not engine_lock:
         return
     _runtime_image("runtime", resolve, requirements, tuple(engine), engine_package, **image)

@@ -23,6 +23,12 @@ def test_every_build_directory_is_in_the_workspace() -> None:
     build_dirs = {str(p.parent) for p in Path(".").rglob("BUILD") if not str(p).startswith("dist/")}
     named = {t.split(":")[0] or "." for t in workspace_targets()}
     # Directories whose only targets are images or packages built from code named elsewhere.
-    packaging_only = {"docker/dynamo", "docker/epp", "docker/sglang", "docker/vllm"}
+    packaging_only = {
+        "docker/dynamo",
+        "docker/epp",
+        "docker/sglang",
+        "docker/trtllm",
+        "docker/vllm",
+    }
     assert sorted(build_dirs - named - packaging_only) == []
     assert sorted(named - build_dirs) == []

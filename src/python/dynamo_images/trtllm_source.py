@@ -15,8 +15,8 @@ docker/trtllm:runtime and :dev are defined once the lock exists (./pants exports
 docker/trtllm/BUILD reads it); until then docker/trtllm:pre-engine, the same image without the
 engine, is what builds. Commands (standard library only: ./pants runs `preflight` before Pants):
 
-  python3 src/python/dynamo_images/trtllm_source.py status      the selected source, and what is missing
-  python3 src/python/dynamo_images/trtllm_source.py lock        generate the lock from the selected source
+  python3 src/python/dynamo_images/trtllm_source.py status   the selected source; what is missing
+  python3 src/python/dynamo_images/trtllm_source.py lock     generate the lock from that source
   python3 src/python/dynamo_images/trtllm_source.py preflight GOAL/SPEC...
       (./pants) exit 2 with one line when the specs name the engine images and they cannot build
 """
@@ -105,7 +105,9 @@ def pinned_version(root: Path = REPO) -> str:
 
 def locked_requirements(lock: Path) -> list[dict]:
     body = "\n".join(line for line in lock.read_text().splitlines() if not line.startswith("//"))
-    return [r for resolve in json.loads(body)["locked_resolves"] for r in resolve["locked_requirements"]]
+    return [
+        r for resolve in json.loads(body)["locked_resolves"] for r in resolve["locked_requirements"]
+    ]
 
 
 def select(env: Mapping[str, str], root: Path = REPO) -> Source:
@@ -128,9 +130,13 @@ def select(env: Mapping[str, str], root: Path = REPO) -> Source:
             raise SourceError(f"{INDEX_VAR}={url!r} is not an http(s) URL of a package index")
         return Source("index", index_url=url.rstrip("/") + "/")
     if index_url:
-        raise SourceError(f"{SOURCE_VAR}=wheels and {INDEX_VAR}={index_url!r} name two sources; set one")
+        raise SourceError(
+            f"{SOURCE_VAR}=wheels and {INDEX_VAR}={index_url!r} name two sources; set one"
+        )
     if not wheel_dir:
-        raise SourceError(f"{SOURCE_VAR}=wheels needs {WHEEL_DIR_VAR}=<a directory with the {ENGINE} wheel>")
+        raise SourceError(
+            f"{SOURCE_VAR}=wheels needs {WHEEL_DIR_VAR}=<a directory with the {ENGINE} wheel>"
+        )
     path = Path(wheel_dir)
     if not path.is_dir():
         raise SourceError(f"{WHEEL_DIR_VAR}={wheel_dir!r} is not a directory")
@@ -149,7 +155,9 @@ def _installable(filename: str, python: str) -> bool:
     abi3 = "abi3" in abi_tags and any(
         m and m[1] == major and int(m[2]) <= int(minor) for m in cpythons
     )
-    python_ok = bool({f"cp{major}{minor}", f"py{major}", f"py{major}{minor}"} & set(py_tags)) or abi3
+    python_ok = (
+        bool({f"cp{major}{minor}", f"py{major}", f"py{major}{minor}"} & set(py_tags)) or abi3
+    )
     platform_ok = any(p == "any" or p.endswith("x86_64") for p in platforms)
     return python_ok and platform_ok
 
@@ -161,7 +169,9 @@ def engine_wheel(source: Source, root: Path = REPO) -> Path:
     candidates = [w for w in wheels if w.startswith(WHEEL_PREFIX)]
     if not candidates:
         found = ", ".join(wheels) or "nothing"
-        raise SourceError(f"no {WHEEL_PREFIX}*.whl in {WHEEL_DIR_VAR}={source.wheel_dir} (found: {found})")
+        raise SourceError(
+            f"no {WHEEL_PREFIX}*.whl in {WHEEL_DIR_VAR}={source.wheel_dir} (found: {found})"
+        )
     python, version = image_python(root), pinned_version(root)
     right_version = [w for w in candidates if w.split("-")[1] == version]
     if not right_version:
@@ -172,11 +182,15 @@ def engine_wheel(source: Source, root: Path = REPO) -> Path:
     usable = [w for w in right_version if _installable(w, python)]
     if not usable:
         raise SourceError(
-            f"{', '.join(right_version)}: not for CPython {python} on linux x86_64, which the images"
+            f"{', '.join(right_version)}: not for CPython {python} on linux x86_64, which the"
+            " images"
             f" run; NVIDIA builds {ENGINE} for other CPythons: build it from source for {python}"
         )
     if len(usable) > 1:
-        raise SourceError(f"{WHEEL_DIR_VAR}={source.wheel_dir} has {len(usable)} candidates: {', '.join(usable)}; keep one")
+        raise SourceError(
+            f"{WHEEL_DIR_VAR}={source.wheel_dir} has {len(usable)} candidates:"
+            f" {', '.join(usable)}; keep one"
+        )
     return source.wheel_dir / usable[0]
 
 
@@ -185,7 +199,8 @@ def check_lock(source: Source, root: Path = REPO) -> None:
     lock = lock_path(root)
     if not lock.is_file():
         raise SourceError(
-            f"{IMAGE_DIR}:runtime needs {lock.relative_to(root)}, generated from {source.describe()}:"
+            f"{IMAGE_DIR}:runtime needs {lock.relative_to(root)}, generated from"
+            f" {source.describe()}:"
             f" run `python3 src/python/dynamo_images/trtllm_source.py lock` where it is reachable"
             f" (or set {SOURCE_VAR}; {README})"
         )
@@ -213,10 +228,15 @@ def check_lock(source: Source, root: Path = REPO) -> None:
             f" directory: unset {WHEEL_DIR_VAR}, or regenerate the lock from it"
         )
     wheel = engine_wheel(source, root)
-    locked = {u.rsplit("/", 1)[-1]: a["hash"] for u, a in zip(urls, engine[0]["artifacts"]) if u in from_wheels}
+    locked = {
+        u.rsplit("/", 1)[-1]: a["hash"]
+        for u, a in zip(urls, engine[0]["artifacts"], strict=True)
+        if u in from_wheels
+    }
     if wheel.name not in locked:
         raise SourceError(
-            f"{lock.relative_to(root)} pins {', '.join(locked)}, not {wheel.name} of {WHEEL_DIR_VAR};"
+            f"{lock.relative_to(root)} pins {', '.join(locked)}, not {wheel.name} of"
+            f" {WHEEL_DIR_VAR};"
             " regenerate the lock"
         )
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -297,7 +317,11 @@ def main(argv: list[str]) -> int:
         return 2
     except subprocess.CalledProcessError as e:
         return e.returncode
-    print(f"trtllm_source: unknown command {command!r}; accepted: status, lock, preflight, path-mapping", file=sys.stderr)
+    print(
+        f"trtllm_source: unknown command {command!r};"
+        " accepted: status, lock, preflight, path-mapping",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -385,7 +385,11 @@ def _check_defined(
     """The address must be a docker_image that docker/*/BUILD defines."""
     if image.target in defined.get(image.image_dir, ()):
         return
-    if image.image_dir in defined and framework == "trtllm" and image.target in buildfiles.FRAMEWORK_IMAGE_TARGETS:
+    if (
+        image.image_dir in defined
+        and framework == "trtllm"
+        and image.target in buildfiles.FRAMEWORK_IMAGE_TARGETS
+    ):
         # Defined once the trtllm lock exists: say what to provide, as ./pants would.
         try:
             trtllm_source.check_lock(trtllm_source.select(trtllm_env, repo_root), repo_root)

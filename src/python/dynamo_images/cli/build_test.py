@@ -394,8 +394,13 @@ def test_trtllm_engine_images_without_a_lock_say_what_to_provide(
     assert message.startswith("docker/trtllm:runtime needs 3rdparty/python/trtllm.lock")
     assert "NVIDIA's index https://pypi.nvidia.com/" in message
     message = usage_error(
-        capsys, "build", "--dry-run", "--framework", "trtllm",
-        "--tensorrtllm-pip-wheel-dir", str(trtllm_wheel_dir),
+        capsys,
+        "build",
+        "--dry-run",
+        "--framework",
+        "trtllm",
+        "--tensorrtllm-pip-wheel-dir",
+        str(trtllm_wheel_dir),
     )
     assert f"generated from the wheel directory {trtllm_wheel_dir}" in message
 
@@ -429,9 +434,9 @@ def test_trtllm_source_problems(
 ) -> None:
     base = ("build", "--dry-run", "--framework", "trtllm")
     absent = tmp_path / "absent"
-    assert usage_error(
-        capsys, *base, "--tensorrtllm-pip-wheel-dir", str(absent), exit_code=1
-    ) == (f"--tensorrtllm-pip-wheel-dir {absent}: no such directory")
+    assert usage_error(capsys, *base, "--tensorrtllm-pip-wheel-dir", str(absent), exit_code=1) == (
+        f"--tensorrtllm-pip-wheel-dir {absent}: no such directory"
+    )
     assert usage_error(capsys, *base, "--tensorrtllm-index-url", "pypi.nvidia.com") == (
         f"{trtllm_source.INDEX_VAR}='pypi.nvidia.com' is not an http(s) URL of a package index"
     )
@@ -496,7 +501,8 @@ def test_trtllm_intent_must_resolve_to_one_source(
         ),
         (
             ["--target", "debug"],
-            "unknown target 'debug'; accepted: runtime, dev, local-dev, pre-engine, framework, frontend",
+            "unknown target 'debug'; accepted: runtime, dev, local-dev, pre-engine, framework,"
+            " frontend",
         ),
         (
             ["--framework", "none", "--target", "framework"],

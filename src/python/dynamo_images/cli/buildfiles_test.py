@@ -34,7 +34,7 @@ def test_the_frontend_target_is_defined() -> None:
 
 
 def test_framework_image_defines_the_targets_the_cli_expects() -> None:
-    """framework_image() names its images in docker_image(name=...) and _runtime_image(NAME, ...)."""
+    """framework_image() names its images in docker_image(name=...) and _runtime_image(NAME)."""
     tree = ast.parse(PRELUDE.read_text())
     (macro,) = (
         node

@@ -95,7 +95,8 @@ def test_docker_info_path_follows_pants_dist_layout() -> None:
             "vllm",
             "debug",
             False,
-            "unknown target 'debug'; accepted: runtime, dev, local-dev, pre-engine, framework, frontend",
+            "unknown target 'debug'; accepted: runtime, dev, local-dev, pre-engine, framework,"
+            " frontend",
         ),
         ("dynamo", "framework", False, "framework 'dynamo' has no engine"),
         (
@@ -121,7 +122,8 @@ def test_run_targets_include_efa_variants_only_for_runtime_and_dev() -> None:
     assert images.run_image("vllm", "runtime-aws").latest_tag == "dynamo:latest-vllm-runtime-aws"
     with pytest.raises(
         UsageError,
-        match="unknown target 'local-dev-aws'; accepted: runtime, dev, local-dev, pre-engine, runtime-aws, "
+        match="unknown target 'local-dev-aws'; accepted: runtime, dev, local-dev, pre-engine, "
+        "runtime-aws, "
         "dev-aws",
     ):
         images.run_image("vllm", "local-dev-aws")

@@ -504,7 +504,8 @@ def test_gpu_syntax(gpus: str, count: int, device_ids: list[str]) -> None:
         ),
         (
             ["--target", "framework"],
-            "unknown target 'framework'; accepted: runtime, dev, local-dev, pre-engine, runtime-aws, dev-aws",
+            "unknown target 'framework'; accepted: runtime, dev, local-dev, pre-engine,"
+            " runtime-aws, dev-aws",
         ),
         (["--image"], "--image requires an argument"),
         (["--name"], "--name requires an argument"),

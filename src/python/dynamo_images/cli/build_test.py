@@ -333,48 +333,25 @@ def test_no_tag_latest_restores_the_previous_latest(
     ]
 
 
-def test_trtllm_takes_its_wheel_from_a_local_directory(
+@pytest.mark.parametrize(
+    ("flag", "variable"),
+    [
+        ("--tensorrtllm-pip-wheel-dir", trtllm_source.WHEEL_DIR_VAR),
+        ("--tensorrtllm-index-url", trtllm_source.INDEX_VAR),
+    ],
+)
+def test_trtllm_source_flags_reach_pants(
     checkout: Checkout,
     trtllm_locked: None,
     capsys: pytest.CaptureFixture[str],
     trtllm_wheel_dir: Path,
+    flag: str,
+    variable: str,
 ) -> None:
-    """The directory reaches ./pants, whose preflight checks it against the trtllm lock."""
-    [step] = dry_build_steps(
-        capsys,
-        "--framework",
-        "trtllm",
-        "--target",
-        "runtime",
-        "--tensorrtllm-pip-wheel-dir",
-        str(trtllm_wheel_dir),
-    )
-    assert step == [
-        f"{trtllm_source.WHEEL_DIR_VAR}={trtllm_wheel_dir}",
-        "./pants",
-        "package",
-        "docker/trtllm:runtime",
-    ]
-
-
-def test_trtllm_takes_its_wheel_from_an_index(
-    checkout: Checkout, trtllm_locked: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    [step] = dry_build_steps(
-        capsys,
-        "--framework",
-        "trtllm",
-        "--target",
-        "runtime",
-        "--tensorrtllm-index-url",
-        "https://mirror.example/nvidia/",
-    )
-    assert step == [
-        f"{trtllm_source.INDEX_VAR}=https://mirror.example/nvidia/",
-        "./pants",
-        "package",
-        "docker/trtllm:runtime",
-    ]
+    """As the variable ./pants reads; its preflight checks the source against the trtllm lock."""
+    value = str(trtllm_wheel_dir) if flag.endswith("-dir") else "https://mirror.example/nvidia/"
+    [step] = dry_build_steps(capsys, "--framework", "trtllm", "--target", "runtime", flag, value)
+    assert step == [f"{variable}={value}", "./pants", "package", "docker/trtllm:runtime"]
 
 
 def test_trtllm_without_flags_takes_the_default_source(

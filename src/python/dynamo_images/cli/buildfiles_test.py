@@ -54,7 +54,7 @@ def test_framework_image_defines_the_targets_the_cli_expects() -> None:
         if getattr(node.func, "id", None) == "_runtime_image"
         and isinstance(node.args[0], ast.Constant)
     ]
-    assert sorted(names) == sorted(
+    assert sorted(str(name) for name in names) == sorted(
         (*buildfiles.FRAMEWORK_IMAGE_TARGETS, buildfiles.PRE_ENGINE_TARGET)
     )
 

@@ -30,6 +30,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,6 +248,18 @@ def check_lock(source: Source, root: Path = REPO) -> None:
         )
 
 
+def check_reachable(source: Source, timeout: float = 15) -> None:
+    """That the index answers, before Pants spends minutes failing to lock from it."""
+    try:
+        urllib.request.urlopen(source.index_url, timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise SourceError(
+            f"{INDEX_VAR}={source.index_url} does not answer from here ({reason}): generate the lock"
+            f" where it does, or from a wheel directory ({WHEEL_DIR_VAR})"
+        ) from None
+
+
 def lock_command(source: Source) -> list[str]:
     """The ./pants command that generates the lock from `source`."""
     if source.mode == "index":
@@ -307,6 +320,8 @@ def main(argv: list[str]) -> int:
         if command == "lock":
             if source.mode == "wheels":
                 engine_wheel(source)
+            else:
+                check_reachable(source)
             cmd = lock_command(source)
             print("+ " + " ".join(cmd), file=sys.stderr)
             subprocess.run(cmd, cwd=REPO, check=True)

@@ -234,6 +234,12 @@ def test_a_lock_from_the_index_with_a_wheel_directory_is_refused(root: Path, whe
 # -- the lock command, the path mapping and the preflight of ./pants
 
 
+def test_an_index_that_does_not_answer_is_named_before_pants_runs() -> None:
+    source = Source("index", index_url="http://127.0.0.1:9/")
+    message = error(ts.check_reachable, source)
+    assert "DYNAMO_TRTLLM_INDEX_URL=http://127.0.0.1:9/ does not answer from here" in message
+
+
 def test_the_lock_command_adds_the_source_to_pants_repositories(wheels: Path) -> None:
     assert ts.lock_command(Source("index", index_url="https://pypi.nvidia.com/")) == [
         "./pants",

@@ -255,8 +255,8 @@ def check_reachable(source: Source, timeout: float = 15) -> None:
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise SourceError(
-            f"{INDEX_VAR}={source.index_url} does not answer from here ({reason}): generate the lock"
-            f" where it does, or from a wheel directory ({WHEEL_DIR_VAR})"
+            f"{INDEX_VAR}={source.index_url} does not answer from here ({reason}): generate the"
+            f" lock where it does, or from a wheel directory ({WHEEL_DIR_VAR})"
         ) from None
 
 

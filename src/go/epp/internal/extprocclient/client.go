@@ -128,6 +128,17 @@ func Exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, req
 	if err != nil {
 		return res, err
 	}
+	send := func(msg *extprocv3.ProcessingRequest) error {
+		err := stream.Send(msg)
+		if errors.Is(err, io.EOF) {
+			// The server already ended the stream (say, on a malformed message before this one);
+			// gRPC reports that as io.EOF here and the server's status from Recv.
+			if _, recvErr := stream.Recv(); recvErr != nil {
+				return recvErr
+			}
+		}
+		return err
+	}
 	headers := &corev3.HeaderMap{Headers: make([]*corev3.HeaderValue, len(req.Headers))}
 	for i, h := range req.Headers {
 		headers.Headers[i] = &corev3.HeaderValue{Key: h.Key, RawValue: []byte(h.Value)}
@@ -141,13 +152,13 @@ func Exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, req
 	case BodyBeforeHeaders:
 		headersMsg = nil
 	case EmptyMessage:
-		if err := stream.Send(headersMsg); err != nil {
+		if err := send(headersMsg); err != nil {
 			return res, err
 		}
 		headersMsg = &extprocv3.ProcessingRequest{}
 	}
 	if headersMsg != nil {
-		if err := stream.Send(headersMsg); err != nil {
+		if err := send(headersMsg); err != nil {
 			return res, err
 		}
 	}
@@ -156,7 +167,7 @@ func Exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, req
 		size := (len(req.Body) + chunks - 1) / chunks
 		for off := 0; off < len(req.Body); off += size {
 			end := min(off+size, len(req.Body))
-			if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+			if err := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
 				RequestBody: &extprocv3.HttpBody{Body: req.Body[off:end], EndOfStream: end == len(req.Body)}}}); err != nil {
 				return res, err
 			}

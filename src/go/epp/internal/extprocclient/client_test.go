@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -129,5 +132,29 @@ func TestExchangeMalformed(t *testing.T) {
 	}
 	if _, err := Exchange(context.Background(), client, Request{Malformed: "nonsense"}); err == nil {
 		t.Fatal("unknown malformation accepted")
+	}
+}
+
+// rejecter ends every stream with InvalidArgument as soon as the first message arrives, as the
+// endpoint picker does with a malformed stream.
+type rejecter struct {
+	extprocv3.UnimplementedExternalProcessorServer
+}
+
+func (rejecter) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
+	srv.Recv()
+	return status.Error(codes.InvalidArgument, "rejected")
+}
+
+// Sends after the server ended the stream get io.EOF from gRPC; the answer is the server's status.
+func TestExchangeReportsTheStatusOfAStreamEndedMidRequest(t *testing.T) {
+	conn := grpctest.Dial(t, func(gs *grpc.Server) { extprocv3.RegisterExternalProcessorServer(gs, rejecter{}) })
+	client := extprocv3.NewExternalProcessorClient(conn)
+	body := []byte(strings.Repeat("x", 4096))
+	for i := 0; i < 50; i++ {
+		_, err := Exchange(context.Background(), client, Request{Body: body, Chunks: 4096, Malformed: BodyBeforeHeaders})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("try %d: want the server's InvalidArgument, got %v", i, err)
+		}
 	}
 }

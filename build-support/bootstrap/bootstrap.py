@@ -324,6 +324,8 @@ def env_name(*parts: str) -> str:
 # An engine resolve locks Dynamo with an engine extra (ai-dynamo[vllm], ai-dynamo[sglang], ...).
 ENGINE_REQUIREMENT = re.compile(r"^ai-dynamo\[[^\]]+\]")
 SHARED_VARIABLE = "DYNAMO_SHARED_DISTRIBUTIONS"
+# The Debian packages the EFA overlay pins, as "package version arch" lines (build-overlay.sh).
+DEBIAN_LABELLED_LOCK = "docker/base/efa-packages.lock"
 
 
 def _read_lock(lock: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -373,8 +375,9 @@ def shared_distributions(locks: dict[str, Path]) -> list[str]:
 
 def build_env(build_root: Path) -> list[str]:
     """`NAME=value` lines: each resolve's lock digest and the versions of LABELLED_PACKAGES in it,
-    named by the resolve (pants.toml [python.resolves]), as framework_image() reads them; and the
-    distributions the engine resolves share (SHARED_VARIABLE)."""
+    named by the resolve (pants.toml [python.resolves]), as framework_image() reads them; the
+    distributions the engine resolves share (SHARED_VARIABLE); the versions of the Debian
+    packages DEBIAN_LABELLED_LOCK pins."""
     lines = []
     resolves = load_pants_toml()["python"]["resolves"]
     locks = {}
@@ -393,6 +396,10 @@ def build_env(build_root: Path) -> list[str]:
                     f"={req['version']}"
                 )
     lines.append(f"{SHARED_VARIABLE}={','.join(shared_distributions(locks))}")
+    # Debian packages whose versions images label (EFA: framework_image() EFA_LABELS).
+    for line in (build_root / DEBIAN_LABELLED_LOCK).read_text().splitlines():
+        package, version, _arch = line.split()
+        lines.append(f"DYNAMO_DEBIAN_{env_name(package)}_VERSION={version}")
     return lines
 
 

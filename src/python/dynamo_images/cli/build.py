@@ -563,7 +563,15 @@ def plan_build(
     values.update(trtllm_env)
     if target == "local-dev":
         # As upstream: the dynamo user takes the builder's own UID/GID unless told otherwise.
-        values["DYNAMO_UID"] = str(parse_int(args.uid)) if args.uid else str(host_uid)
+        uid = parse_int(args.uid) if args.uid else host_uid
+        if uid == 0:
+            raise UsageError(
+                "--uid 0: local-dev maps the dynamo user to a non-root UID"
+                if args.uid
+                else "local-dev maps the dynamo user to your UID, and you are root: pass --uid N"
+                " [--gid M]"
+            )
+        values["DYNAMO_UID"] = str(uid)
         values["DYNAMO_GID"] = str(parse_int(args.gid)) if args.gid else str(host_gid)
 
     pants_options = []

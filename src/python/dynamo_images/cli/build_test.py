@@ -389,6 +389,39 @@ def test_trtllm_pre_engine_image_builds_without_a_source(
     assert step == ["./pants", "package", "docker/trtllm:pre-engine"]
 
 
+def test_local_dev_takes_the_given_uid_and_gid(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [step] = dry_build_steps(capsys, "--target", "local-dev", "--uid", "1234", "--gid", "5678")
+    assert step == [
+        "DYNAMO_UID=1234",
+        "DYNAMO_GID=5678",
+        "./pants",
+        "package",
+        "docker/vllm:local-dev",
+    ]
+
+
+def test_local_dev_defaults_to_the_callers_uid_and_gid(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build.os, "getuid", lambda: 4321)
+    monkeypatch.setattr(build.os, "getgid", lambda: 8765)
+    [step] = dry_build_steps(capsys, "--framework", "sglang", "--target", "local-dev")
+    assert step[:2] == ["DYNAMO_UID=4321", "DYNAMO_GID=8765"]
+    monkeypatch.setattr(build.os, "getuid", lambda: 0)
+    message = usage_error(capsys, "build", "--dry-run", "--target", "local-dev")
+    assert message.startswith("local-dev maps the dynamo user to your UID, and you are root")
+
+
+@pytest.mark.parametrize(("target", "variant"), [("runtime", "runtime-aws"), ("dev", "dev-aws")])
+def test_make_efa_builds_the_aws_variant(
+    checkout: Checkout, capsys: pytest.CaptureFixture[str], target: str, variant: str
+) -> None:
+    [step] = dry_build_steps(capsys, "--framework", "sglang", "--target", target, "--make-efa")
+    assert step == ["./pants", "package", f"docker/sglang:{variant}"]
+
+
 def test_a_framework_without_a_build_file_has_no_images(
     checkout: Checkout, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -489,19 +522,13 @@ def test_trtllm_intent_must_resolve_to_one_source(
             ["--target", "framework"],
             "docker/vllm:framework: engines come prebuilt from PyPI wheels, in the runtime image's"
             " layers, so there is no engine build stage; buildable: docker/dynamo:runtime,"
-            " docker/dynamo:dev, docker/epp:runtime, docker/sglang:runtime, docker/sglang:dev,"
-            " docker/trtllm:pre-engine, docker/vllm:runtime, docker/vllm:dev",
+            " docker/dynamo:dev, docker/dynamo:runtime-aws, docker/dynamo:dev-aws,"
+            " docker/dynamo:local-dev, docker/epp:runtime,",
         ),
         (
-            ["--framework", "sglang", "--target", "local-dev"],
-            "docker/sglang:local-dev is not defined in docker/sglang/BUILD; buildable:",
+            ["--target", "local-dev", "--uid", "0"],
+            "--uid 0: local-dev maps the dynamo user to a non-root UID",
         ),
-        (["--target", "local-dev"], "docker/vllm:local-dev is not defined in docker/vllm/BUILD"),
-        (
-            ["--target", "local-dev", "--uid", "1234"],
-            "docker/vllm:local-dev is not defined in docker/vllm/BUILD",
-        ),
-        (["--make-efa"], "docker/vllm:dev-aws is not defined in docker/vllm/BUILD"),
         (
             ["--make-efa", "--efa-version", "1.45.1"],
             "--efa-version: EFA libraries come from Debian's libfabric and rdma-core packages",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 # The docker_image targets framework_image() defines (tests check this against the macro), and
 # the one it adds with `pre_engine=` (the image without its engine, for an engine with no source).
-FRAMEWORK_IMAGE_TARGETS = ("runtime", "dev")
+FRAMEWORK_IMAGE_TARGETS = ("runtime", "dev", "runtime-aws", "dev-aws", "local-dev")
 PRE_ENGINE_TARGET = "pre-engine"
 MACRO = "framework_image"
 _EMPTY = ast.Tuple(elts=[], ctx=ast.Load())  # `()`

@@ -34,7 +34,8 @@ def test_the_frontend_target_is_defined() -> None:
 
 
 def test_framework_image_defines_the_targets_the_cli_expects() -> None:
-    """framework_image() names its images in docker_image(name=...) and _runtime_image(NAME)."""
+    """framework_image() names its images in docker_image(name=...), _runtime_image(NAME) and
+    _efa_image(NAME) (NAME-aws)."""
     tree = ast.parse(PRELUDE.read_text())
     (macro,) = (
         node
@@ -42,18 +43,27 @@ def test_framework_image_defines_the_targets_the_cli_expects() -> None:
         if isinstance(node, ast.FunctionDef) and node.name == buildfiles.MACRO
     )
     calls = [node for node in ast.walk(macro) if isinstance(node, ast.Call)]
-    names = [
-        kw.value.value
-        for node in calls
-        if getattr(node.func, "id", None) == "docker_image"
-        for kw in node.keywords
-        if kw.arg == "name" and isinstance(kw.value, ast.Constant)
-    ] + [
-        node.args[0].value
-        for node in calls
-        if getattr(node.func, "id", None) == "_runtime_image"
-        and isinstance(node.args[0], ast.Constant)
-    ]
+    names = (
+        [
+            kw.value.value
+            for node in calls
+            if getattr(node.func, "id", None) == "docker_image"
+            for kw in node.keywords
+            if kw.arg == "name" and isinstance(kw.value, ast.Constant)
+        ]
+        + [
+            node.args[0].value
+            for node in calls
+            if getattr(node.func, "id", None) == "_runtime_image"
+            and isinstance(node.args[0], ast.Constant)
+        ]
+        + [
+            f"{node.args[0].value!s}-aws"
+            for node in calls
+            if getattr(node.func, "id", None) == "_efa_image"
+            and isinstance(node.args[0], ast.Constant)
+        ]
+    )
     assert sorted(str(name) for name in names) == sorted(
         (*buildfiles.FRAMEWORK_IMAGE_TARGETS, buildfiles.PRE_ENGINE_TARGET)
     )
@@ -61,9 +71,10 @@ def test_framework_image_defines_the_targets_the_cli_expects() -> None:
 
 def test_trtllm_defines_its_engine_images_once_its_lock_exists() -> None:
     defined = buildfiles.docker_image_targets(Path("."))
-    engine = ("runtime", "dev") if Path("3rdparty/python/trtllm.lock").is_file() else ()
+    locked = Path("3rdparty/python/trtllm.lock").is_file()
+    engine = buildfiles.FRAMEWORK_IMAGE_TARGETS if locked else ()
     assert defined["trtllm"] == (*engine, "pre-engine")
-    assert defined["vllm"] == ("runtime", "dev")
+    assert defined["vllm"] == buildfiles.FRAMEWORK_IMAGE_TARGETS
 
 
 def test_every_defined_framework_is_one_the_cli_knows() -> None:

@@ -4,8 +4,9 @@
 # anywhere else it names what is missing and fails.
 set -euo pipefail
 
-# docker-registry: the real registry that the publish tests push to (tests/cli).
-tools=(debootstrap docker-registry)
+# docker-registry: the real registry that the publish tests push to (tests/cli); chromium: the
+# real browser that loads the docs image's site (tests/docs).
+tools=(debootstrap docker-registry chromium)
 missing=()
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")

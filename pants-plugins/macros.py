@@ -237,6 +237,20 @@ def _dev_instructions(runtime_address, image_name):
     ]
 
 
+def _image(name, image_name, instructions, dependencies, build_args=()):
+    """A framework image target: repository `dynamo` in the registries of _registries(), tagged
+    by those registries from DYNAMO_IMAGE (pants.toml extra_image_tags), e.g. vllm-runtime-aws."""
+    docker_image(
+        name=name,
+        instructions=instructions,
+        repository=IMAGE_REPOSITORY,
+        registries=_registries(),
+        image_tags=[],
+        dependencies=dependencies,
+        extra_build_args=[*build_args, f"DYNAMO_IMAGE={image_name}"],
+    )
+
+
 def _efa_instructions(image_address, image_name, user):
     args = [f"DYNAMO_DEBIAN_{_env_name(package)}_VERSION" for _, package in EFA_LABELS]
     labels = {"org.opencontainers.image.title": image_name}
@@ -259,14 +273,12 @@ def _efa_image(name, image_name, user, exclude):
     """`:<name>-aws`, the EFA variant of `:<name>` (its context without `exclude`, which that
     image's own build already used)."""
     instructions, args = _efa_instructions(f"{build_file_dir().as_posix()}:{name}", image_name, user)
-    docker_image(
-        name=name + EFA_SUFFIX,
-        instructions=instructions,
-        repository=IMAGE_REPOSITORY,
-        registries=_registries(),
-        image_tags=[],
-        dependencies=[f":{name}", *(f"!!{e}" for e in exclude), "docker/base:efa-overlay"],
-        extra_build_args=[*args, "DYNAMO_VERSION", f"DYNAMO_IMAGE={image_name}"],
+    _image(
+        name + EFA_SUFFIX,
+        image_name,
+        instructions,
+        [f":{name}", *(f"!!{e}" for e in exclude), "docker/base:efa-overlay"],
+        [*args, "DYNAMO_VERSION"],
     )
 
 
@@ -394,22 +406,20 @@ def _runtime_image(
         layout="packed",
     )
     overlay_path, overlay_target = overlay
-    docker_image(
-        name=name,
-        instructions=_runtime_instructions(
+    _image(
+        name,
+        f"{framework}-{name}",
+        _runtime_instructions(
             f"{pkg_dir}/{deps}.pex", framework, engine, {"DYNAMO_ENGINE": worker, **env_vars},
             path, overlay_path, all_labels, lock_vars, links,
         ),
-        repository=IMAGE_REPOSITORY,
-        registries=_registries(),
-        image_tags=[],
-        dependencies=[
+        [
             f":{deps}",
             "src/python/dynamo_images:image-code",
             "src/python/dynamo_images:venv-layers-script",
             *([overlay_target] if overlay_target else []),
         ],
-        extra_build_args=[*METADATA_ENV, *lock_vars, f"DYNAMO_IMAGE={framework}-{name}"],
+        [*METADATA_ENV, *lock_vars],
     )
 
 
@@ -492,18 +502,17 @@ def framework_image(
         # The same image without the engine (Dynamo from `pre_engine`, in the default resolve):
         # everything up to the engine wheel, built and tested where the engine has no source.
         # No CUDA libraries until the engine's closure is in.
-        _runtime_image("pre-engine", "python-default", pre_engine, (), None, **{**image, "cuda": "none"})
+        no_cuda = {**image, "cuda": "none"}
+        _runtime_image("pre-engine", "python-default", pre_engine, (), None, **no_cuda)
     if not engine_lock:
         return
     _runtime_image("runtime", resolve, requirements, tuple(engine), engine_package, **image)
     _efa_image("runtime", f"{framework}-runtime{EFA_SUFFIX}", "dynamo", exclude=[":deps"])
-    docker_image(
-        name="dev",
-        instructions=_dev_instructions(f"{here}:runtime", f"{framework}-dev"),
-        repository=IMAGE_REPOSITORY,
-        registries=_registries(),
-        image_tags=[],
-        dependencies=[
+    _image(
+        "dev",
+        f"{framework}-dev",
+        _dev_instructions(f"{here}:runtime", f"{framework}-dev"),
+        [
             ":runtime",
             # The runtime image is built on its own; its PEX is not part of this context.
             "!!:deps",
@@ -511,21 +520,16 @@ def framework_image(
             "docker/base:dev-overlay",
             "//:workspace",
         ],
-        # DYNAMO_IMAGE names the tags (pants.toml registries), as for the runtime image.
-        extra_build_args=["DYNAMO_VERSION", f"DYNAMO_IMAGE={framework}-dev"],
+        ["DYNAMO_VERSION"],
     )
     # The dev image's layers were sent with its own build: not this context again.
     dev_inputs = [":deps", "//:workspace"]
     _efa_image("dev", f"{framework}-dev{EFA_SUFFIX}", "root", exclude=dev_inputs)
-    docker_image(
-        name="local-dev",
-        instructions=_local_dev_instructions(f"{here}:dev", f"{framework}-local-dev"),
-        repository=IMAGE_REPOSITORY,
-        registries=_registries(),
-        image_tags=[],
-        dependencies=[":dev", *(f"!!{e}" for e in dev_inputs)],
+    _image(
+        "local-dev",
+        f"{framework}-local-dev",
+        _local_dev_instructions(f"{here}:dev", f"{framework}-local-dev"),
+        [":dev", *(f"!!{e}" for e in dev_inputs)],
         # dynamo-images build --target local-dev --uid/--gid sets these (default: the caller's).
-        extra_build_args=[
-            "DYNAMO_UID", "DYNAMO_GID", "DYNAMO_VERSION", f"DYNAMO_IMAGE={framework}-local-dev"
-        ],
+        ["DYNAMO_UID", "DYNAMO_GID", "DYNAMO_VERSION"],
     )

@@ -34,37 +34,24 @@ def test_the_frontend_target_is_defined() -> None:
 
 
 def test_framework_image_defines_the_targets_the_cli_expects() -> None:
-    """framework_image() names its images in docker_image(name=...), _runtime_image(NAME) and
-    _efa_image(NAME) (NAME-aws)."""
+    """framework_image() names its images as the first argument of _image(NAME, ...) and
+    _runtime_image(NAME, ...), and of _efa_image(NAME, ...) for NAME-aws."""
     tree = ast.parse(PRELUDE.read_text())
     (macro,) = (
         node
         for node in tree.body
         if isinstance(node, ast.FunctionDef) and node.name == buildfiles.MACRO
     )
-    calls = [node for node in ast.walk(macro) if isinstance(node, ast.Call)]
-    names = (
-        [
-            kw.value.value
-            for node in calls
-            if getattr(node.func, "id", None) == "docker_image"
-            for kw in node.keywords
-            if kw.arg == "name" and isinstance(kw.value, ast.Constant)
-        ]
-        + [
-            node.args[0].value
-            for node in calls
-            if getattr(node.func, "id", None) == "_runtime_image"
-            and isinstance(node.args[0], ast.Constant)
-        ]
-        + [
-            f"{node.args[0].value!s}-aws"
-            for node in calls
-            if getattr(node.func, "id", None) == "_efa_image"
-            and isinstance(node.args[0], ast.Constant)
-        ]
-    )
-    assert sorted(str(name) for name in names) == sorted(
+    suffix = {"_image": "", "_runtime_image": "", "_efa_image": "-aws"}
+    names = [
+        f"{node.args[0].value!s}{suffix[node.func.id]}"
+        for node in ast.walk(macro)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in suffix
+        and isinstance(node.args[0], ast.Constant)
+    ]
+    assert sorted(names) == sorted(
         (*buildfiles.FRAMEWORK_IMAGE_TARGETS, buildfiles.PRE_ENGINE_TARGET)
     )
 

@@ -326,6 +326,25 @@ ENGINE_REQUIREMENT = re.compile(r"^ai-dynamo\[[^\]]+\]")
 SHARED_VARIABLE = "DYNAMO_SHARED_DISTRIBUTIONS"
 # The Debian packages the EFA overlay pins, as "package version arch" lines (build-overlay.sh).
 DEBIAN_LABELLED_LOCK = "docker/base/efa-packages.lock"
+# The Go module whose versions the EPP binary and image carry (src/go/epp/cmd/epp/BUILD).
+GO_MOD = "src/go/epp/go.mod"
+
+
+def go_modules(go_mod: Path) -> list[str]:
+    """`path@version` of every module a go.mod requires, in its order."""
+    out: list[str] = []
+    in_block = False
+    for raw in go_mod.read_text().splitlines():
+        line = raw.split("//")[0].strip()
+        if line == "require (":
+            in_block = True
+        elif in_block and line == ")":
+            in_block = False
+        elif in_block and line:
+            out.append("@".join(line.split()[:2]))
+        elif line.startswith("require "):
+            out.append("@".join(line.split()[1:3]))
+    return out
 
 
 def _read_lock(lock: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -396,6 +415,10 @@ def build_env(build_root: Path) -> list[str]:
                     f"={req['version']}"
                 )
     lines.append(f"{SHARED_VARIABLE}={','.join(shared_distributions(locks))}")
+    # The EPP's Go toolchain and modules (its binary's --version and its image's labels).
+    go_version = load_pants_toml()["DEFAULT"]["go_version"]
+    lines.append(f"DYNAMO_GO_VERSION=go{go_version}")
+    lines.append(f"DYNAMO_GO_MODULES={','.join(go_modules(build_root / GO_MOD))}")
     # Debian packages whose versions images label (EFA: framework_image() EFA_LABELS).
     for line in (build_root / DEBIAN_LABELLED_LOCK).read_text().splitlines():
         package, version, _arch = line.split()

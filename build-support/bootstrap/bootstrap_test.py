@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bootstrap.bootstrap import install_entry_points
+from bootstrap.bootstrap import go_modules, install_entry_points
 
 # What the stand-in pants_loader prints: the interpreter and the import path Pants would run with.
 LOADER = """\
@@ -71,3 +71,16 @@ def test_rerunning_rewrites_the_entry_points(tmp_path: Path) -> None:
     (venv / "bin" / "pants-server").write_text("stale")
     install_entry_points(venv)
     assert "pants_loader" in (venv / "bin" / "pants-server").read_text()
+
+
+def test_go_modules_lists_every_required_module(tmp_path: Path) -> None:
+    go_mod = tmp_path / "go.mod"
+    go_mod.write_text(
+        "module example.local/m\n\ngo 1.21\n\nrequire example.com/single v1.0.0\n\n"
+        "require (\n\tgithub.com/a/b v1.2.3\n\tgolang.org/x/sys v0.28.0 // indirect\n)\n"
+    )
+    assert go_modules(go_mod) == [
+        "example.com/single@v1.0.0",
+        "github.com/a/b@v1.2.3",
+        "golang.org/x/sys@v0.28.0",
+    ]

@@ -18,7 +18,12 @@ func main() {
 	opts := app.DefaultOptions()
 	fs := flag.NewFlagSet("epp", flag.ExitOnError)
 	opts.RegisterFlags(fs)
+	version := fs.Bool("version", false, "print the version, Go toolchain and module versions, then exit")
 	fs.Parse(os.Args[1:])
+	if *version {
+		fmt.Print(versionText(os.Getenv))
+		return
+	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "epp: unexpected arguments %q\n", fs.Args())
 		os.Exit(2)

@@ -146,7 +146,7 @@ def layer_report(client: docker.DockerClient, reference: str) -> Report:
     return Report(reference, image.id, int(image.attrs.get("Size", 0)), layers)
 
 
-def _human(size: float) -> str:
+def human_size(size: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -160,7 +160,7 @@ def _shorten(text: str, width: int = 100) -> str:
 
 def render(report: Report) -> str:
     lines = [
-        f"{report.image} ({report.id[:19]}): {len(report.layers)} layers, {_human(report.size)}"
+        f"{report.image} ({report.id[:19]}): {len(report.layers)} layers, {human_size(report.size)}"
     ]
     for layer in report.layers:
         what = layer.slot and f"[{layer.slot}] " or ""
@@ -170,7 +170,7 @@ def render(report: Report) -> str:
             held = "(empty: no distribution of this image falls here)"
         else:
             held = ", ".join(layer.paths) or _shorten(layer.instruction)
-        lines.append(f"{layer.index:3d} {_human(layer.size):>9}  {what}{held}")
+        lines.append(f"{layer.index:3d} {human_size(layer.size):>9}  {what}{held}")
         if layer.shared_with:
             lines.append(f"{'':14}shared with {', '.join(layer.shared_with)}")
     return "\n".join(lines)

@@ -7,11 +7,11 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from dynamo_images.cli import build, layers, run
+from dynamo_images.cli import build, diff, layers, run
 from dynamo_images.cli.errors import CliError, UsageError
 
 PROGRAM = "dynamo-images"
-COMMANDS = ("run", "build", "inspect")
+COMMANDS = ("run", "build", "inspect", "diff")
 # Everything after the first `--` is the container command (run.sh's convention).
 COMMAND_SEPARATOR = "--"
 
@@ -114,6 +114,14 @@ def make_parser() -> CommandParser:
             description="The per-layer report of an image in the local Docker engine.",
         )
     )
+    diff.add_arguments(
+        add_command(
+            "diff",
+            help="compare two images layer by layer: what is shared, what changed and why",
+            description="Which layers two local images share, and for the others what changed"
+            " inside (distributions, paths) and which input (lock, commit, base) differs.",
+        )
+    )
     return parser
 
 
@@ -138,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{args.command} takes no command after --")
         if args.command == "inspect":
             return layers.command(args)
+        if args.command == "diff":
+            return diff.command(args)
         return build.command(args)
     except CliError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

@@ -1,0 +1,51 @@
+"""`dynamo-images diff` between the vLLM and SGLang runtime images on the real Docker engine: the
+shared prefix is the one the two locks give, and every distribution the diff reports as added,
+removed or at another version is exactly so in the two lockfiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import docker
+from built_images import built_image
+
+from dynamo_images.cli.diff import compare
+from dynamo_images.cli.layers import layer_report
+
+
+def locked(lock: str) -> dict[str, str]:
+    text = Path(lock).read_text()
+    body = json.loads("\n".join(line for line in text.splitlines() if not line.startswith("//")))
+    return {
+        r["project_name"]: r["version"]
+        for resolve in body["locked_resolves"]
+        for r in resolve["locked_requirements"]
+    }
+
+
+def test_what_differs_between_the_engine_images_is_what_differs_between_their_locks() -> None:
+    client = docker.from_env()
+    vllm = built_image(Path("docker.vllm/runtime.docker-info.json"))
+    sglang = built_image(Path("docker.sglang/runtime.docker-info.json"))
+    a, b = layer_report(client, vllm), layer_report(client, sglang)
+    diff = compare(a, b, client.images.get(vllm).labels, client.images.get(sglang).labels)
+    shared_slots = [layer.slot for layer in a.layers[: diff.shared_layers] if layer.slot]
+    assert shared_slots and all(slot.startswith("shared-") for slot in shared_slots)
+    assert diff.shared_bytes >= 3_000_000_000
+    assert set(diff.inputs) == {"ai.dynamo.lock.vllm", "ai.dynamo.lock.sglang"}
+    engine = next(d for d in diff.layers if d.slot == "engine")
+    assert (set(engine.added), set(engine.removed)) == ({"sglang", "sglang-kernel"}, {"vllm"})
+    va, vb = locked("3rdparty/python/vllm.lock"), locked("3rdparty/python/sglang.lock")
+    added = {n: v for layer in diff.layers for n, v in layer.added.items()}
+    removed = {n: v for layer in diff.layers for n, v in layer.removed.items()}
+    # A distribution both images lock alike may sit in another slot (the slots fill by size).
+    moved = {n for n in added.keys() & removed.keys() if added[n] == removed[n]}
+    for name, version in added.items():
+        assert vb[name] == version and (name in moved or va.get(name) != version), name
+    for name, version in removed.items():
+        assert va[name] == version and (name in moved or vb.get(name) != version), name
+    for layer in diff.layers:
+        for name, (old, new) in layer.changed.items():
+            assert (va[name], vb[name]) == (old, new), name
+    assert added.keys() - moved and removed.keys() - moved

@@ -8,20 +8,18 @@ from pathlib import Path
 
 import docker
 from built_images import built_image
+from containers import layer_ids
 
-from dynamo_images.cli.diff import compare
-from dynamo_images.cli.layers import layer_report
+from dynamo_images.cli.diff import diff_images
 
 EFA_LOCK = Path("docker/base/efa-packages.lock")
 
 
 def test_the_efa_variant_is_the_runtime_image_plus_one_layer() -> None:
-    client = docker.from_env()
     runtime = built_image(Path("docker.dynamo/runtime.docker-info.json"))
     efa = built_image(Path("docker.dynamo/runtime-aws.docker-info.json"))
-    a, b = layer_report(client, runtime), layer_report(client, efa)
-    diff = compare(a, b, client.images.get(runtime).labels, client.images.get(efa).labels)
-    assert diff.shared_layers == len(a.layers) and not diff.base_differs
+    diff = diff_images(docker.from_env(), runtime, efa)
+    assert diff.shared_layers == len(layer_ids(runtime)) and not diff.base_differs
     [added] = diff.layers
     assert (added.a, added.b) == ("", "docker/base/efa-overlay.tar.gz -> /")
     pinned = dict(line.split()[:2] for line in EFA_LOCK.read_text().splitlines())

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 from built_images import built_image
 
-from dynamo_images.cli.diff import compare
+from dynamo_images.cli.diff import diff_images
 from dynamo_images.cli.layers import layer_report
 
 
@@ -28,8 +28,8 @@ def test_what_differs_between_the_engine_images_is_what_differs_between_their_lo
     client = docker.from_env()
     vllm = built_image(Path("docker.vllm/runtime.docker-info.json"))
     sglang = built_image(Path("docker.sglang/runtime.docker-info.json"))
-    a, b = layer_report(client, vllm), layer_report(client, sglang)
-    diff = compare(a, b, client.images.get(vllm).labels, client.images.get(sglang).labels)
+    diff = diff_images(client, vllm, sglang)
+    a = layer_report(client, vllm)
     shared_slots = [layer.slot for layer in a.layers[: diff.shared_layers] if layer.slot]
     assert shared_slots and all(slot.startswith("shared-") for slot in shared_slots)
     assert diff.shared_bytes >= 3_000_000_000

@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from dynamo_images.cli.engine import connect
 from dynamo_images.cli.layers import Layer, Report, human_size, layer_report
+
+if TYPE_CHECKING:
+    import docker
 
 # Labels that name an input of the build (prefix match for the per-resolve lock digests).
 INPUT_LABELS = ("ai.dynamo.lock.", "org.opencontainers.image.revision", "ai.dynamo.efa.")
@@ -99,6 +103,13 @@ def compare(a: Report, b: Report, labels_a: dict[str, str], labels_b: dict[str, 
     )
 
 
+def diff_images(client: docker.DockerClient, image_a: str, image_b: str) -> ImageDiff:
+    """compare() of two images in the local engine, with their labels."""
+    labels_a = client.images.get(image_a).labels or {}
+    labels_b = client.images.get(image_b).labels or {}
+    return compare(layer_report(client, image_a), layer_report(client, image_b), labels_a, labels_b)
+
+
 def render(diff: ImageDiff) -> str:
     lines = [
         f"{diff.a} vs {diff.b}: {diff.shared_layers} layers shared"
@@ -135,9 +146,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    client = connect()
-    a, b = layer_report(client, args.image_a), layer_report(client, args.image_b)
-    labels = [client.images.get(ref).labels or {} for ref in (args.image_a, args.image_b)]
-    diff = compare(a, b, *labels)
+    diff = diff_images(connect(), args.image_a, args.image_b)
     print(json.dumps(asdict(diff), indent=1) if args.json else render(diff))
     return 0

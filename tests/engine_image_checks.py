@@ -43,6 +43,27 @@ def check_jit_toolchain(image: str, cuda_release: str) -> None:
     assert "ptxas" in ran.out.lower()
 
 
+def check_runtime_identity(
+    image: str, image_name: str, resolve: str, cuda: str, probe: str, expected: list[str]
+) -> dict[str, str]:
+    """As every framework runtime image is: user dynamo (UID 1000, GID 0), umask 002, the venv's
+    python, the banner naming `image_name`, and labels for the framework, CUDA, Dynamo, the lock
+    of `resolve` and the build metadata; plus what `probe` prints (`expected`, split on
+    whitespace). Returns the labels for the caller's own checks."""
+    ran = run_in_image(image, f"id -u; id -g; umask; command -v python; {probe}")
+    assert ran.status == 0, ran.err
+    assert ran.out.split() == ["1000", "0", "0002", "/opt/dynamo/venv/bin/python", *expected]
+    assert ran.err.startswith(f"== {image_name} ")
+    labels = docker.from_env().images.get(image).labels
+    assert labels["ai.dynamo.framework"] == image_name.split("-")[0]
+    assert labels["ai.dynamo.cuda.version"] == cuda
+    assert labels["ai.dynamo.version"] == "1.6.1"
+    assert labels[f"ai.dynamo.lock.{resolve}"].startswith("sha256:")
+    for key in ("org.opencontainers.image.version", "org.opencontainers.image.revision"):
+        assert labels.get(key) not in (None, "", "unknown"), key
+    return labels
+
+
 def check_frontend_and_mocker_answer(image: str, name: str, work_dir: Path, reply: str) -> None:
     """Dynamo's frontend and mocker, started inside the image, answer a chat completion."""
     model_dir = tiny_model(work_dir / MODEL_NAME, {"replay.jsonl": ("greeting", reply)})

@@ -9,10 +9,9 @@ from pathlib import Path
 import docker
 from built_images import built_image
 from containers import layer_ids
+from efa_image_checks import LABELLED, pinned
 
 from dynamo_images.cli.diff import diff_images
-
-EFA_LOCK = Path("docker/base/efa-packages.lock")
 
 
 def test_the_efa_variant_is_the_runtime_image_plus_one_layer() -> None:
@@ -22,8 +21,5 @@ def test_the_efa_variant_is_the_runtime_image_plus_one_layer() -> None:
     assert diff.shared_layers == len(layer_ids(runtime)) and not diff.base_differs
     [added] = diff.layers
     assert (added.a, added.b) == ("", "docker/base/efa-overlay.tar.gz -> /")
-    pinned = dict(line.split()[:2] for line in EFA_LOCK.read_text().splitlines())
-    assert diff.inputs == {
-        "ai.dynamo.efa.libfabric.version": ("", pinned["libfabric1"]),
-        "ai.dynamo.efa.rdma-core.version": ("", pinned["libibverbs1"]),
-    }
+    versions = pinned()
+    assert diff.inputs == {label: ("", versions[package]) for label, package in LABELLED.items()}

@@ -76,9 +76,13 @@ class Source:
         return f"the wheel directory {self.wheel_dir}"
 
 
+def _pants_config(root: Path) -> dict:
+    return tomllib.loads((root / "pants.toml").read_text())
+
+
 def image_python(root: Path = REPO) -> str:
     """The images' CPython ('3.11'), from pants.toml's interpreter constraints."""
-    config = tomllib.loads((root / "pants.toml").read_text())
+    config = _pants_config(root)
     constraint = config["python"]["interpreter_constraints"][0]
     match = re.fullmatch(r"CPython==(\d+)\.(\d+)\.\*", constraint)
     if not match:
@@ -87,13 +91,13 @@ def image_python(root: Path = REPO) -> str:
 
 
 def lock_path(root: Path = REPO) -> Path:
-    config = tomllib.loads((root / "pants.toml").read_text())
+    config = _pants_config(root)
     return root / config["python"]["resolves"][RESOLVE]
 
 
 def pinned_version(root: Path = REPO) -> str:
     """The tensorrt-llm version ai-dynamo pins, from the default lock (which locks ai-dynamo)."""
-    config = tomllib.loads((root / "pants.toml").read_text())
+    config = _pants_config(root)
     default = root / config["python"]["resolves"][config["python"]["default_resolve"]]
     for req in locked_requirements(default):
         if req["project_name"] == "ai-dynamo":

@@ -398,7 +398,8 @@ def build_env(build_root: Path) -> list[str]:
     distributions the engine resolves share (SHARED_VARIABLE); the versions of the Debian
     packages DEBIAN_LABELLED_LOCK pins."""
     lines = []
-    resolves = load_pants_toml()["python"]["resolves"]
+    config = load_pants_toml()
+    resolves = config["python"]["resolves"]
     locks = {}
     for resolve, lock_path in sorted(resolves.items()):
         lock = build_root / lock_path
@@ -416,8 +417,7 @@ def build_env(build_root: Path) -> list[str]:
                 )
     lines.append(f"{SHARED_VARIABLE}={','.join(shared_distributions(locks))}")
     # The EPP's Go toolchain and modules (its binary's --version and its image's labels).
-    go_version = load_pants_toml()["DEFAULT"]["go_version"]
-    lines.append(f"DYNAMO_GO_VERSION=go{go_version}")
+    lines.append(f"DYNAMO_GO_VERSION=go{config['DEFAULT']['go_version']}")
     lines.append(f"DYNAMO_GO_MODULES={','.join(go_modules(build_root / GO_MOD))}")
     # Debian packages whose versions images label (EFA: framework_image() EFA_LABELS).
     for line in (build_root / DEBIAN_LABELLED_LOCK).read_text().splitlines():

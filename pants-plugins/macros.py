@@ -57,6 +57,16 @@ EFA_LABELS = (
 # Build metadata, set by ./pants (see the launcher): image labels and tags, applied last.
 METADATA_ENV = ("DYNAMO_VERSION", "DYNAMO_COMMIT_SHA", "DYNAMO_SOURCE_URL")
 
+# Every image's CycloneDX SBOM (image_sbom()): at this path in the image, named by this label
+# (`dynamo-images sbom IMAGE` reads both), and in dist/ beside the image after ./pants package
+# (pants-plugins/image_sbom: dist/docker.vllm/runtime.cdx.json). The base image's SBOM is in dist/ only: a layer of its own would
+# move every image built on it.
+SBOM_PATH = "/opt/dynamo/sbom.cdx.json"
+SBOM_LABEL = "ai.dynamo.sbom"
+SBOM_TOOL = "build-support/sbom:make-sbom"
+# The Debian packages and CPython of docker/base (the SBOM's interpreter for markers and tags).
+BASE_PACKAGES_LOCK = "docker/base/packages.lock"
+
 # Knobs: environment variables that `dynamo-images build` sets and these BUILD files read (Pants
 # reads env() names statically, so each is spelled out at its one env() call below):
 # DYNAMO_CUDA_VERSION, DYNAMO_PLATFORM, DYNAMO_ENABLE_KVBM; DYNAMO_BASE_IMAGE in docker/base/BUILD;
@@ -237,17 +247,61 @@ def _dev_instructions(runtime_address, image_name):
     ]
 
 
-def _image(name, image_name, instructions, dependencies, build_args=()):
+def image_sbom(name, image_name, inputs, execution_dependencies=()):
+    """:<name>-sbom, the CycloneDX SBOM of image :<name>, as <here>/<name>.cdx.json, made by
+    build-support/sbom from `inputs`: (flag, value) pairs of make_sbom.py (--python RESOLVE:NAMES,
+    --debian FILE[#SECTION], --go GO_MOD, --own; each @LAYER: text of the instruction that adds
+    them). Returns (file, target) for the image's COPY and dependencies."""
+    here = build_file_dir().as_posix()
+    out = f"{here}/{name}.cdx.json"
+    args = ["--image", image_name, "--output", out, "--interpreter", BASE_PACKAGES_LOCK]
+    for flag, value in inputs:
+        args += [flag, value]
+    adhoc_tool(
+        name=f"{name}-sbom",
+        runnable=SBOM_TOOL,
+        args=args,
+        execution_dependencies=[
+            "//:pants-toml", "3rdparty/python:locks", "docker/base:package-lists",
+            *execution_dependencies,
+        ],
+        output_files=[out],
+        extra_env_vars=[*METADATA_ENV, "DYNAMO_COMMIT_TIME", "DYNAMO_GO_VERSION"],
+        workdir="/",
+        timeout=300,
+    )
+    return out, f":{name}-sbom"
+
+
+def base_sbom_inputs():
+    """The base's part of an SBOM: Debian packages.lock's runtime section, or, for an upstream
+    base (DYNAMO_BASE_IMAGE, docker/base/BUILD), that image's name: its packages are not ours to
+    list."""
+    external = env("DYNAMO_BASE_IMAGE", "")
+    if external:
+        return [("--base-image", external)]
+    return [("--debian", f"{BASE_PACKAGES_LOCK}#runtime@runtime-rootfs.tar.gz")]
+
+
+def _sbom_instructions(sbom_file):
+    # Last: the SBOM names the commit, so only this small layer changes with it.
+    return [f"COPY {sbom_file} {SBOM_PATH}"]
+
+
+def _image(name, image_name, instructions, dependencies, build_args=(), sbom=None):
     """A framework image target: repository `dynamo` in the registries of _registries(), tagged
-    by those registries from DYNAMO_IMAGE (pants.toml extra_image_tags), e.g. vllm-runtime-aws."""
+    by those registries from DYNAMO_IMAGE (pants.toml extra_image_tags), e.g. vllm-runtime-aws.
+    `sbom`: image_sbom()'s (file, target), copied in last and written beside the image."""
+    sbom_file, sbom_target = sbom
     docker_image(
         name=name,
-        instructions=instructions,
+        instructions=[*instructions, *_sbom_instructions(sbom_file)],
         repository=IMAGE_REPOSITORY,
         registries=_registries(),
         image_tags=[],
-        dependencies=dependencies,
+        dependencies=[*dependencies, sbom_target],
         extra_build_args=[*build_args, f"DYNAMO_IMAGE={image_name}"],
+        sbom=sbom_target,
     )
 
 
@@ -269,16 +323,21 @@ def _efa_instructions(image_address, image_name, user):
     ], args
 
 
-def _efa_image(name, image_name, user, exclude):
+def _efa_image(name, image_name, user, exclude, sbom_inputs):
     """`:<name>-aws`, the EFA variant of `:<name>` (its context without `exclude`, which that
-    image's own build already used)."""
+    image's own build already used); `sbom_inputs`: those of `:<name>`."""
     instructions, args = _efa_instructions(f"{build_file_dir().as_posix()}:{name}", image_name, user)
+    sbom = image_sbom(
+        name + EFA_SUFFIX, image_name, [*sbom_inputs, ("--debian", EFA_OVERLAY)],
+        ["docker/base:efa-overlay"],
+    )
     _image(
         name + EFA_SUFFIX,
         image_name,
         instructions,
         [f":{name}", *(f"!!{e}" for e in exclude), "docker/base:efa-overlay"],
         [*args, "DYNAMO_VERSION"],
+        sbom,
     )
 
 
@@ -393,6 +452,15 @@ def _runtime_image(
         **labels,
     }
     deps = "deps" if name == "runtime" else f"{name}-deps"
+    all_labels[SBOM_LABEL] = SBOM_PATH
+    names = ",".join(r.rsplit("#", 1)[-1] for r in requirements)
+    sbom_inputs = [
+        *base_sbom_inputs(),
+        ("--python", f"{resolve}:{names}"),
+        *([("--debian", overlay[0])] if overlay[0] else []),
+        ("--own", "src/python/dynamo_images/__init__.py"),
+    ]
+    sbom = image_sbom(name, f"{framework}-{name}", sbom_inputs, [overlay[1]] if overlay[1] else [])
     # Two PEX layers of one closure would re-zip on every source change; the image takes our code
     # from its files instead, so this PEX depends on the lock alone.
     pex_binary(
@@ -420,7 +488,9 @@ def _runtime_image(
             *([overlay_target] if overlay_target else []),
         ],
         [*METADATA_ENV, *lock_vars],
+        sbom,
     )
+    return sbom_inputs
 
 
 def framework_image(
@@ -506,8 +576,15 @@ def framework_image(
         _runtime_image("pre-engine", "python-default", pre_engine, (), None, **no_cuda)
     if not engine_lock:
         return
-    _runtime_image("runtime", resolve, requirements, tuple(engine), engine_package, **image)
-    _efa_image("runtime", f"{framework}-runtime{EFA_SUFFIX}", "dynamo", exclude=[":deps"])
+    runtime_sbom = _runtime_image("runtime", resolve, requirements, tuple(engine), engine_package, **image)
+    _efa_image("runtime", f"{framework}-runtime{EFA_SUFFIX}", "dynamo", [":deps"], runtime_sbom)
+    # The dev image adds the dev overlay's Debian packages, the dev tools' venv and the tree.
+    dev_sbom = [
+        *runtime_sbom,
+        ("--debian", f"{BASE_PACKAGES_LOCK}#dev@dev-overlay.tar.gz"),
+        ("--python", "python-default:pytest@dev-tools.pex"),
+        ("--own", "workspace.tar"),
+    ]
     _image(
         "dev",
         f"{framework}-dev",
@@ -521,10 +598,11 @@ def framework_image(
             "//:workspace",
         ],
         ["DYNAMO_VERSION"],
+        image_sbom("dev", f"{framework}-dev", dev_sbom),
     )
     # The dev image's layers were sent with its own build: not this context again.
     dev_inputs = [":deps", "//:workspace"]
-    _efa_image("dev", f"{framework}-dev{EFA_SUFFIX}", "root", exclude=dev_inputs)
+    _efa_image("dev", f"{framework}-dev{EFA_SUFFIX}", "root", dev_inputs, dev_sbom)
     _image(
         "local-dev",
         f"{framework}-local-dev",
@@ -532,4 +610,5 @@ def framework_image(
         [":dev", *(f"!!{e}" for e in dev_inputs)],
         # dynamo-images build --target local-dev --uid/--gid sets these (default: the caller's).
         ["DYNAMO_UID", "DYNAMO_GID", "DYNAMO_VERSION"],
+        image_sbom("local-dev", f"{framework}-local-dev", dev_sbom),
     )

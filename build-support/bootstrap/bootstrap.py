@@ -347,7 +347,7 @@ def go_modules(go_mod: Path) -> list[str]:
     return out
 
 
-def _read_lock(lock: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_lock(lock: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A Pants lockfile's metadata header and its locked requirements."""
     import json
 
@@ -373,7 +373,7 @@ def shared_distributions(locks: dict[str, Path]) -> list[str]:
     Derived from the locks alone, the set shrinks by itself when one lock moves a package."""
     pinned: list[dict[str, tuple[str, frozenset[str]]]] = []
     for lock in locks.values():
-        metadata, locked = _read_lock(lock)
+        metadata, locked = read_lock(lock)
         requirements = metadata.get("generated_with_requirements") or []
         if not any(ENGINE_REQUIREMENT.match(str(r)) for r in requirements):
             continue
@@ -409,7 +409,7 @@ def build_env(build_root: Path) -> list[str]:
             continue
         locks[resolve] = lock
         lines.append(f"DYNAMO_LOCK_DIGEST_{env_name(resolve)}=sha256:{sha256_of(lock)}")
-        for req in _read_lock(lock)[1]:
+        for req in read_lock(lock)[1]:
             if req["project_name"] in LABELLED_PACKAGES:
                 lines.append(
                     f"DYNAMO_LOCKED_{env_name(resolve, str(req['project_name']))}_VERSION"

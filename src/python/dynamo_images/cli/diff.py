@@ -3,9 +3,11 @@
 The layers both images have at the same place in their chain are shared (Docker stores them
 once). For each position past that, the two layers are compared by what they hold: for the
 venv's layer slots, the distributions added, removed or at another version (from the slot
-manifests, as `inspect` reads them); for other layers, the instruction. The inputs responsible
-are named from the labels every image carries: the lockfile digests, the commit, and whether the
-base (the first layer) differs.
+manifests, as `inspect` reads them); for the layers that add Debian packages, Go modules or our
+code, those (from the SBOMs); for other layers, the instruction. The inputs responsible are named
+from the labels every image carries (the lockfile digests, the commit, whether the base, the first
+layer, differs) and from the SBOMs: per input file (a lockfile, a package lock, go.mod), the
+components it added, removed or moved to another version.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from dynamo_images.cli.engine import connect
 from dynamo_images.cli.layers import Layer, Report, human_size, layer_report
+from dynamo_images.cli.sbom import Changes, compare_entries, entries, image_sbom
 
 if TYPE_CHECKING:
     import docker
@@ -50,6 +53,8 @@ class ImageDiff:
     # label -> (value in A, value in B); "" where an image lacks the label
     inputs: dict[str, tuple[str, str]]
     base_differs: bool
+    # SBOM input file -> the components it added, removed or changed ("<kind>:<name>" keys)
+    components: dict[str, Changes] = field(default_factory=dict)
 
 
 def _holds(layer: Layer | None) -> str:
@@ -63,16 +68,23 @@ def _holds(layer: Layer | None) -> str:
 def _layer_diff(index: int, a: Layer | None, b: Layer | None) -> LayerDiff:
     out = LayerDiff(index, _holds(a), _holds(b), a.size if a else 0, b.size if b else 0)
     out.same_content = a is not None and b is not None and a.diff_id == b.diff_id
-    if a is not None and b is not None and a.slot and a.slot == b.slot:
-        out.slot = a.slot
-        da, db = a.distributions, b.distributions
+    if a is not None and b is not None and (a.slot and a.slot == b.slot or a.packages or b.packages):
+        out.slot = a.slot if a.slot == b.slot else None
+        da = {**a.distributions, **a.packages}
+        db = {**b.distributions, **b.packages}
         out.added = {n: v for n, v in db.items() if n not in da}
         out.removed = {n: v for n, v in da.items() if n not in db}
         out.changed = {n: (da[n], db[n]) for n in da.keys() & db.keys() if da[n] != db[n]}
     return out
 
 
-def compare(a: Report, b: Report, labels_a: dict[str, str], labels_b: dict[str, str]) -> ImageDiff:
+def compare(
+    a: Report,
+    b: Report,
+    labels_a: dict[str, str],
+    labels_b: dict[str, str],
+    components: dict[str, Changes] | None = None,
+) -> ImageDiff:
     shared = 0
     for la, lb in zip(a.layers, b.layers, strict=False):
         if la.diff_id != lb.diff_id:
@@ -100,14 +112,27 @@ def compare(a: Report, b: Report, labels_a: dict[str, str], labels_b: dict[str, 
         layers=layers,
         inputs=inputs,
         base_differs=shared == 0,
+        components=components or {},
     )
 
 
 def diff_images(client: docker.DockerClient, image_a: str, image_b: str) -> ImageDiff:
     """compare() of two images in the local engine, with their labels."""
+    report_a, report_b = layer_report(client, image_a), layer_report(client, image_b)
     labels_a = client.images.get(image_a).labels or {}
     labels_b = client.images.get(image_b).labels or {}
-    return compare(layer_report(client, image_a), layer_report(client, image_b), labels_a, labels_b)
+    sbom_a, sbom_b = image_sbom(client, image_a), image_sbom(client, image_b)
+    components = None
+    if sbom_a is not None and sbom_b is not None:
+        components = compare_entries(entries(sbom_a), entries(sbom_b))
+    return compare(report_a, report_b, labels_a, labels_b, components)
+
+
+def _changes(changes: Changes) -> str:
+    parts = [f"+{n} {v}" for n, v in sorted(changes.added.items())]
+    parts += [f"-{n} {v}" for n, v in sorted(changes.removed.items())]
+    parts += [f"{n} {va} -> {vb}" for n, (va, vb) in sorted(changes.changed.items())]
+    return ", ".join(parts)
 
 
 def render(diff: ImageDiff) -> str:
@@ -119,19 +144,19 @@ def render(diff: ImageDiff) -> str:
         lines.append("  the base differs (first layer)")
     for key, (va, vb) in diff.inputs.items():
         lines.append(f"  input {key}: {va or '(none)'} -> {vb or '(none)'}")
+    for source, changes in diff.components.items():
+        lines.append(f"  sbom {source}: {_changes(changes)}")
     for layer in diff.layers:
         if layer.same_content:
             lines.append(
                 f"{layer.index:3d} {layer.a} {human_size(layer.size_a)}: the same files,"
                 " stored again (an earlier layer differs)"
             )
-        elif layer.slot:
-            parts = [f"+{n} {v}" for n, v in sorted(layer.added.items())]
-            parts += [f"-{n} {v}" for n, v in sorted(layer.removed.items())]
-            parts += [f"{n} {va} -> {vb}" for n, (va, vb) in sorted(layer.changed.items())]
-            what = ", ".join(parts) or "same distributions, other files"
+        elif layer.slot or layer.added or layer.removed or layer.changed:
+            what = _changes(Changes(layer.added, layer.removed, layer.changed))
+            what = what or "same contents, other files"
             sizes = f"{human_size(layer.size_a)} -> {human_size(layer.size_b)}"
-            lines.append(f"{layer.index:3d} [{layer.slot}] {sizes}: {what}")
+            lines.append(f"{layer.index:3d} [{layer.slot or layer.a}] {sizes}: {what}")
         else:
             a = f"{layer.a} ({human_size(layer.size_a)})" if layer.a else "(none)"
             b = f"{layer.b} ({human_size(layer.size_b)})" if layer.b else "(none)"

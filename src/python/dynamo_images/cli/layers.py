@@ -1,9 +1,10 @@
 """`dynamo-images inspect IMAGE`: the per-layer report of an image in the local Docker engine.
 
 Each filesystem layer with its size, what it holds (for the venv's layer slots: the
-distributions and versions, from the manifest that venv_layers.py writes into each slot; for other
-layers: the instruction's paths) and which other local images have the same layer at the same
-place in their chain (Docker stores those once).
+distributions and versions, from the manifest that venv_layers.py writes into each slot; for the
+layers that add Debian packages, Go binaries, dev tools or our code: those, from the image's SBOM,
+whose components name the instruction that adds them; else the instruction's paths) and which
+other local images have the same layer at the same place in their chain (Docker stores those once).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from dynamo_images.cli.engine import connect, sdk
 from dynamo_images.cli.errors import EnvironmentProblem
+from dynamo_images.cli.sbom import Entry, entries, image_sbom, read_file
 from dynamo_images.venv_layers import MANIFEST_DIR
 
 if TYPE_CHECKING:
@@ -36,6 +38,8 @@ class Layer:
     instruction: str
     slot: str | None = None
     distributions: dict[str, str] = field(default_factory=dict)
+    # From the SBOM: "<kind>:<name>" -> version (kind: deb, golang, generic for our own code).
+    packages: dict[str, str] = field(default_factory=dict)
     paths: list[str] = field(default_factory=list)
     shared_with: list[str] = field(default_factory=list)
 
@@ -83,23 +87,30 @@ def _manifests(client: docker.DockerClient, image: Image) -> dict[str, dict]:
     venv = _venv(image)
     if venv is None:
         return {}
-    container = client.containers.create(image, command=["true"], entrypoint=[])
-    try:
-        try:
-            stream, _ = container.get_archive(f"{venv}/{MANIFEST_DIR}")
-        except sdk().errors.NotFound:
-            return {}
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            out = {}
-            for member in tar.getmembers():
-                if member.isfile() and member.name.endswith(".json"):
-                    file = tar.extractfile(member)
-                    assert file is not None  # extractfile() is None only for non-files
-                    manifest = json.load(file)
-                    out[manifest["slot"]] = manifest
-            return out
-    finally:
-        container.remove(force=True)
+    archive = read_file(client, image, f"{venv}/{MANIFEST_DIR}")
+    if archive is None:
+        return {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        out = {}
+        for member in tar.getmembers():
+            if member.isfile() and member.name.endswith(".json"):
+                file = tar.extractfile(member)
+                assert file is not None  # extractfile() is None only for non-files
+                manifest = json.load(file)
+                out[manifest["slot"]] = manifest
+        return out
+
+
+def attribute(layer: Layer, sbom: list[Entry]) -> None:
+    """Fill in what the SBOM says this layer adds: components whose layer text is part of the
+    layer's instruction (Python ones among the distributions, the others as packages)."""
+    for entry in sbom:
+        if not entry.layer or entry.layer not in layer.instruction:
+            continue
+        if entry.kind == "pypi":
+            layer.distributions.setdefault(entry.name, entry.version)
+        else:
+            layer.packages[f"{entry.kind}:{entry.name}"] = entry.version
 
 
 def _chains(layers: list[str]) -> list[tuple[str, ...]]:
@@ -122,6 +133,8 @@ def layer_report(client: docker.DockerClient, reference: str) -> Report:
         # An image made some other way (e.g. docker import): sizes by position are unknown.
         filesystem = [("(unknown step)", 0)] * len(diff_ids)
     manifests = _manifests(client, image)
+    document = image_sbom(client, image.id or reference)
+    sbom = entries(document) if document else []
     chains = _chains(diff_ids)
     others: dict[tuple[str, ...], list[str]] = {}
     for other in client.images.list():
@@ -139,6 +152,8 @@ def layer_report(client: docker.DockerClient, reference: str) -> Report:
             manifest = manifests.get(layer.slot, {})
             layer.distributions = dict(manifest.get("distributions", {}))
             layer.paths = list(manifest.get("paths", []))
+        else:
+            attribute(layer, sbom)
         layer.shared_with = sorted(set(others.get(chains[index], [])))
         layers.append(layer)
     # docker-py types Model.id as optional; an image that the engine just returned has one.
@@ -154,6 +169,23 @@ def human_size(size: float) -> str:
     raise AssertionError
 
 
+# How render() names the kinds of packages (package URL types) the SBOM lists.
+KIND_NAMES = {"deb": "Debian", "golang": "Go", "generic": "ours"}
+
+
+def _summaries(layer: Layer) -> list[str]:
+    out = []
+    if layer.distributions:
+        out.append(", ".join(f"{name} {version}" for name, version in layer.distributions.items()))
+    by_kind: dict[str, list[str]] = {}
+    for key, version in sorted(layer.packages.items()):
+        kind, _, name = key.partition(":")
+        by_kind.setdefault(kind, []).append(f"{name} {version}")
+    for kind, items in by_kind.items():
+        out.append(f"{KIND_NAMES.get(kind, kind)} ({len(items)}): {', '.join(items)}")
+    return out
+
+
 def _shorten(text: str, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -164,8 +196,8 @@ def render(report: Report) -> str:
     ]
     for layer in report.layers:
         what = layer.slot and f"[{layer.slot}] " or ""
-        if layer.distributions:
-            held = ", ".join(f"{name} {version}" for name, version in layer.distributions.items())
+        if layer.distributions or layer.packages:
+            held = "; ".join(_summaries(layer))
         elif layer.slot and not layer.paths:
             held = "(empty: no distribution of this image falls here)"
         else:

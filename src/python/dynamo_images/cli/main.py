@@ -7,11 +7,11 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from dynamo_images.cli import build, diff, layers, run
+from dynamo_images.cli import build, diff, layers, run, sbom
 from dynamo_images.cli.errors import CliError, UsageError
 
 PROGRAM = "dynamo-images"
-COMMANDS = ("run", "build", "inspect", "diff")
+COMMANDS = ("run", "build", "inspect", "diff", "sbom")
 # Everything after the first `--` is the container command (run.sh's convention).
 COMMAND_SEPARATOR = "--"
 
@@ -122,6 +122,14 @@ def make_parser() -> CommandParser:
             " inside (distributions, paths) and which input (lock, commit, base) differs.",
         )
     )
+    sbom.add_arguments(
+        add_command(
+            "sbom",
+            help="print the CycloneDX SBOM an image carries",
+            description="The SBOM (CycloneDX 1.6 JSON) that an image this project built carries:"
+            " its wheels with their lockfile hashes, Debian packages, Go modules and our code.",
+        )
+    )
     return parser
 
 
@@ -148,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             return layers.command(args)
         if args.command == "diff":
             return diff.command(args)
+        if args.command == "sbom":
+            return sbom.command(args)
         return build.command(args)
     except CliError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

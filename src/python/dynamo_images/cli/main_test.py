@@ -10,13 +10,13 @@ from dynamo_images.cli.conftest import Checkout, usage_error
 
 
 def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
-    assert usage_error(capsys) == "give a command: run, build, inspect, diff"
+    assert usage_error(capsys) == "give a command: run, build, inspect, diff, sbom"
 
 
 def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         usage_error(capsys, "launch")
-        == "unknown command 'launch'; accepted: run, build, inspect, diff"
+        == "unknown command 'launch'; accepted: run, build, inspect, diff, sbom"
     )
 
 

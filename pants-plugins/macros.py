@@ -64,8 +64,9 @@ METADATA_ENV = ("DYNAMO_VERSION", "DYNAMO_COMMIT_SHA", "DYNAMO_SOURCE_URL")
 SBOM_PATH = "/opt/dynamo/sbom.cdx.json"
 SBOM_LABEL = "ai.dynamo.sbom"
 SBOM_TOOL = "build-support/sbom:make-sbom"
-# The Debian packages and CPython of docker/base (the SBOM's interpreter for markers and tags).
-BASE_PACKAGES_LOCK = "docker/base/packages.lock"
+# The Debian packages (and CPython: the SBOM's interpreter for markers and tags) that docker/base
+# installed: docker/base:installed-packages, which may be newer than the committed packages.lock.
+BASE_PACKAGES_LOCK = "docker/base/installed-packages.lock"
 
 # Knobs: environment variables that `dynamo-images build` sets and these BUILD files read (Pants
 # reads env() names statically, so each is spelled out at its one env() call below):
@@ -262,7 +263,7 @@ def image_sbom(name, image_name, inputs, execution_dependencies=()):
         runnable=SBOM_TOOL,
         args=args,
         execution_dependencies=[
-            "//:pants-toml", "3rdparty/python:locks", "docker/base:package-lists",
+            "//:pants-toml", "3rdparty/python:locks", "docker/base:installed-packages",
             *execution_dependencies,
         ],
         output_files=[out],

@@ -104,9 +104,11 @@ def check_layers_follow_the_definition(image: str, engine: list[str]) -> None:
     # torch and nvcc are in the image: in the shared slots when every engine locks them alike.
     early = json.dumps([by_slot[s].distributions for s in shared + ["torch"] + slots[:12]])
     assert '"torch"' in early and "nvidia-cuda-nvcc" in early
-    code = report.layers[-1]
+    # Our code, then the SBOM (it names the commit): the last two, small layers.
+    code, sbom = report.layers[-2:]
     assert code.paths == ["/opt/dynamo/venv/lib/python3.11/site-packages/dynamo_images/"]
     assert code.size < 1_000_000
+    assert sbom.paths == ["/opt/dynamo/sbom.cdx.json"] and sbom.size < 2_000_000
 
 
 DEV_PROBE = """

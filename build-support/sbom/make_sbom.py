@@ -119,7 +119,8 @@ def _python_components(
             name=dist.name,
             version=dist.version,
             purl=purl,
-            bom_ref=f"{purl.to_string()}#{lock}",
+            # Unique in the document: the same distribution may be in two venvs (two layers).
+            bom_ref=f"{purl.to_string()}#{lock}" + (f"@{layer}" if layer else ""),
             hashes=[HashType(alg=HashAlgorithm.SHA_256, content=dist.sha256)],
             external_references=[
                 ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(dist.url))

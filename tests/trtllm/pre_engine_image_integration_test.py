@@ -72,13 +72,13 @@ def test_frontend_and_mocker_answer_inside_the_image(image: str, tmp_path: Path)
 
 def test_open_mpi_comes_before_dynamos_layers(image: str) -> None:
     """The Debian overlay sits under Dynamo's slot, so a Dynamo bump leaves it alone; our code is
-    the last, small layer."""
+    the last small layer before the SBOM."""
     report = layer_report(docker.from_env(), image)
     slots = [layer.slot for layer in report.layers]
     overlay = next(
         i for i, layer in enumerate(report.layers) if "system-overlay.tar.gz" in layer.instruction
     )
     assert overlay < slots.index("dynamo") < slots.index("venv")
-    assert report.layers[-1].paths == [
+    assert report.layers[-2].paths == [
         "/opt/dynamo/venv/lib/python3.11/site-packages/dynamo_images/"
     ]

@@ -68,10 +68,13 @@ def _holds(layer: Layer | None) -> str:
 def _layer_diff(index: int, a: Layer | None, b: Layer | None) -> LayerDiff:
     out = LayerDiff(index, _holds(a), _holds(b), a.size if a else 0, b.size if b else 0)
     out.same_content = a is not None and b is not None and a.diff_id == b.diff_id
-    if a is not None and b is not None and (a.slot and a.slot == b.slot or a.packages or b.packages):
-        out.slot = a.slot if a.slot == b.slot else None
-        da = {**a.distributions, **a.packages}
-        db = {**b.distributions, **b.packages}
+    # What each side holds (distributions and packages); a layer only one image has is all
+    # added (or removed). Two slot layers are compared only when they are the same slot.
+    if a is not None and b is not None and a.slot and a.slot == b.slot:
+        out.slot = a.slot
+    if a is None or b is None or out.slot or not (a.slot or b.slot):
+        da = {**a.distributions, **a.packages} if a else {}
+        db = {**b.distributions, **b.packages} if b else {}
         out.added = {n: v for n, v in db.items() if n not in da}
         out.removed = {n: v for n, v in da.items() if n not in db}
         out.changed = {n: (da[n], db[n]) for n in da.keys() & db.keys() if da[n] != db[n]}
@@ -156,7 +159,8 @@ def render(diff: ImageDiff) -> str:
             what = _changes(Changes(layer.added, layer.removed, layer.changed))
             what = what or "same contents, other files"
             sizes = f"{human_size(layer.size_a)} -> {human_size(layer.size_b)}"
-            lines.append(f"{layer.index:3d} [{layer.slot or layer.a}] {sizes}: {what}")
+            where = f"[{layer.slot}]" if layer.slot else layer.b or layer.a
+            lines.append(f"{layer.index:3d} {where} {sizes}: {what}")
         else:
             a = f"{layer.a} ({human_size(layer.size_a)})" if layer.a else "(none)"
             b = f"{layer.b} ({human_size(layer.size_b)})" if layer.b else "(none)"

@@ -64,6 +64,14 @@ METADATA_ENV = ("DYNAMO_VERSION", "DYNAMO_COMMIT_SHA", "DYNAMO_SOURCE_URL")
 SBOM_PATH = "/opt/dynamo/sbom.cdx.json"
 SBOM_LABEL = "ai.dynamo.sbom"
 SBOM_TOOL = "build-support/sbom:make-sbom"
+
+# Files the images take from the build context (our code, the SBOM) reach their layer through a
+# first stage that gives them, and every folder above them, root ownership and this mtime, as the
+# venv's slots have (venv_layers.FIXED_MTIME; its tests check the two agree): Pants writes the
+# context anew for each build and Docker keeps mtimes in layers, so a plain COPY would make a new
+# layer ID for the same bytes on every machine.
+FIXED_MTIME = 946684800
+FILES_STAGE = "fixed-files"
 # The Debian packages (and CPython: the SBOM's interpreter for markers and tags) that docker/base
 # installed: docker/base:installed-packages, which may be newer than the committed packages.lock.
 BASE_PACKAGES_LOCK = "docker/base/installed-packages.lock"
@@ -196,10 +204,9 @@ def _runtime_instructions(
         lines.append("RUN " + " && ".join(
             f"mkdir -p {link.rsplit('/', 1)[0]} && ln -s {target} {link}" for link, target in links
         ))
-    # Our code straight from its files: a first-party change rebuilds only this small layer.
-    lines.append("COPY src/python/dynamo_images/__init__.py "
-                 + " ".join(f"src/python/dynamo_images/{m.split('.')[-1]}.py" for _, m in IMAGE_COMMANDS)
-                 + f" {SITE_PACKAGES}/dynamo_images/")
+    # Our code straight from its files (_code_files()): a first-party change rebuilds only this
+    # small layer.
+    lines.append(f"COPY --from={FILES_STAGE} /files/code/ /")
     env_all = {
         "VIRTUAL_ENV": VENV,
         "PATH": ":".join([f"{VENV}/bin", *path, *SYSTEM_PATH]),
@@ -284,19 +291,44 @@ def base_sbom_inputs():
     return [("--debian", f"{BASE_PACKAGES_LOCK}#runtime@runtime-rootfs.tar.gz")]
 
 
-def _sbom_instructions(sbom_file):
-    # Last: the SBOM names the commit, so only this small layer changes with it.
-    return [f"COPY {sbom_file} {SBOM_PATH}"]
+def _files_stage(files):
+    """The stage that puts context files at their image paths under /files/<part>/ with the
+    fixed mtime, for `COPY --from=fixed-files /files/<part>/ /`. `files`: (part, context path,
+    image path, mode)."""
+    mounts = [f"--mount=type=bind,source={src},target=/build/{i}" for i, (_, src, _, _) in enumerate(files)]
+    installs = [f"install -D -m {mode} /build/{i} /files/{part}{dest}" for i, (part, _, dest, mode) in enumerate(files)]
+    return [
+        f"FROM $FILES_IMAGE AS {FILES_STAGE}",
+        "USER root",
+        "RUN " + " \\\n    ".join(mounts)
+        + " \\\n    " + " && ".join([*installs, f"find /files -exec touch -h -d @{FIXED_MTIME} {{}} +"]),
+        "",
+    ]
 
 
-def _image(name, image_name, instructions, dependencies, build_args=(), sbom=None):
+def _with_files(instructions, files, sbom_file):
+    """`instructions` with the files stage first (after the global ARGs, which must precede every
+    FROM) and the SBOM's layer last: it names the commit, so only that small layer changes with it."""
+    first = next(i for i, line in enumerate(instructions) if line.startswith("FROM "))
+    return [
+        *instructions[:first],
+        # Any image with a shell: the base, which every image here is built on anyway.
+        "ARG FILES_IMAGE=docker/base:runtime",
+        *_files_stage([*files, ("sbom", sbom_file, SBOM_PATH, "644")]),
+        *instructions[first:],
+        f"COPY --from={FILES_STAGE} /files/sbom/ /",
+    ]
+
+
+def _image(name, image_name, instructions, dependencies, build_args=(), sbom=None, files=()):
     """A framework image target: repository `dynamo` in the registries of _registries(), tagged
     by those registries from DYNAMO_IMAGE (pants.toml extra_image_tags), e.g. vllm-runtime-aws.
-    `sbom`: image_sbom()'s (file, target), copied in last and written beside the image."""
+    `sbom`: image_sbom()'s (file, target), its last layer and written beside the image; `files`:
+    more context files for the files stage (_files_stage())."""
     sbom_file, sbom_target = sbom
     docker_image(
         name=name,
-        instructions=[*instructions, *_sbom_instructions(sbom_file)],
+        instructions=_with_files(instructions, files, sbom_file),
         repository=IMAGE_REPOSITORY,
         registries=_registries(),
         image_tags=[],
@@ -304,6 +336,15 @@ def _image(name, image_name, instructions, dependencies, build_args=(), sbom=Non
         extra_build_args=[*build_args, f"DYNAMO_IMAGE={image_name}"],
         sbom=sbom_target,
     )
+
+
+def _code_files():
+    """Our code as the files stage takes it: (part, context path, image path, mode)."""
+    modules = ["__init__", *(m.split(".")[-1] for _, m in IMAGE_COMMANDS)]
+    return [
+        ("code", f"src/python/dynamo_images/{m}.py", f"{SITE_PACKAGES}/dynamo_images/{m}.py", "644")
+        for m in modules
+    ]
 
 
 def _efa_instructions(image_address, image_name, user):
@@ -459,7 +500,7 @@ def _runtime_image(
         *base_sbom_inputs(),
         ("--python", f"{resolve}:{names}"),
         *([("--debian", overlay[0])] if overlay[0] else []),
-        ("--own", "src/python/dynamo_images/__init__.py"),
+        ("--own", "/files/code/"),
     ]
     sbom = image_sbom(name, f"{framework}-{name}", sbom_inputs, [overlay[1]] if overlay[1] else [])
     # Two PEX layers of one closure would re-zip on every source change; the image takes our code
@@ -490,6 +531,7 @@ def _runtime_image(
         ],
         [*METADATA_ENV, *lock_vars],
         sbom,
+        _code_files(),
     )
     return sbom_inputs
 

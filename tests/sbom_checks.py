@@ -70,12 +70,16 @@ def check_contents(target: str, capsys) -> None:
     found = check_sbom(target, capsys)
     path, name = target.split(":")
     image = built_image(Path(f"{path.replace('/', '.')}/{name}.docker-info.json"))
-    ran = run_in_image(image, PROBE.replace("SITES", " ".join(s for s, _ in VENVS)), entrypoint=["sh", "-c"], user="root")
+    ran = run_in_image(image, PROBE.replace("SITES", " ".join(s for s, _ in VENVS)))
     assert ran.status == 0, ran.err
     dpkg, *sites = ran.out.split("== ")
-    assert {tuple(line.split()) for line in dpkg.splitlines()} == {
-        (e.name, e.version) for e in found if e.kind == "deb"
-    }
+    listed = {(e.name, e.version) for e in found if e.kind == "deb"}
+    if target.endswith(":dev-aws"):
+        # The EFA overlay, made on the runtime root filesystem, brings that filesystem's dpkg
+        # database, which replaces the dev image's: dpkg there does not know the dev overlay's
+        # packages, whose files are all there (docker/README.md, "EFA variants and local-dev").
+        listed -= {(e.name, e.version) for e in found if e.layer == "dev-overlay.tar.gz"}
+    assert {tuple(line.split()) for line in dpkg.splitlines()} == listed
     for (site, layer), listing in zip(VENVS, sites, strict=True):
         lines = listing.splitlines()
         installed = {(canonical(n), v) for n, v in json.loads(lines[1])} if len(lines) > 1 else set()
@@ -86,4 +90,4 @@ def check_contents(target: str, capsys) -> None:
     base = next(layer for layer in report.layers if "runtime-rootfs.tar.gz" in layer.instruction)
     rootfs = {f"deb:{e.name}": e.version for e in found if e.layer == "runtime-rootfs.tar.gz"}
     assert base.packages == rootfs and len(rootfs) > 100
-    assert report.layers[-1].paths == [SBOM_PATH]
+    assert report.layers[-1].instruction == "COPY /files/sbom/ /"

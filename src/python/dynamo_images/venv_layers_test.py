@@ -124,6 +124,8 @@ def test_the_rest_slot_is_the_one_the_image_definition_copies() -> None:
     # Runs at the root of a copy of the repository (//:project-files has the prelude).
     prelude = Path("pants-plugins/macros.py").read_text()
     assert f'VENV_REST_SLOT = "{VENV_SLOT}"' in prelude
+    # The files stage gives our code and the SBOM the slots' mtime.
+    assert f"FIXED_MTIME = {FIXED_MTIME}" in prelude
 
 
 def test_slots_can_hold_the_venvs_whole_path(tmp_path: Path) -> None:

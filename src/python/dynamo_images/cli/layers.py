@@ -68,7 +68,7 @@ def _paths(instruction: str) -> list[str]:
     """The destination of a COPY/ADD, else nothing (a RUN's paths are whatever it wrote)."""
     words = [w for w in instruction.split() if not w.startswith("--")]
     if words and words[0] in ("COPY", "ADD") and len(words) >= 3:
-        if words[-1] == "/":  # an archive unpacked at the root: name it
+        if words[-1] == "/":  # an archive or a files stage's tree unpacked at the root: name it
             return [f"{' '.join(words[1:-1])} -> /"]
         return [words[-1]]
     return []

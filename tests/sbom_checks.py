@@ -29,7 +29,8 @@ dpkg-query -W -f '${Package} ${Version}\\n'
 for site in SITES; do
   echo "== $site"
   if [ -d "$site" ]; then python3.11 -c 'import importlib.metadata as m, json, sys
-print(json.dumps(sorted([d.metadata["Name"], d.version] for d in m.distributions(path=[sys.argv[1]]))))' "$site"; fi
+found = m.distributions(path=[sys.argv[1]])
+print(json.dumps(sorted([d.metadata["Name"], d.version] for d in found)))' "$site"; fi
 done
 """
 
@@ -57,7 +58,10 @@ def check_sbom(target: str, capsys) -> list:
     labels = client.images.get(image).labels
     component = document["metadata"]["component"]
     assert component["version"] == labels["org.opencontainers.image.version"]
-    assert {"name": "dynamo-images:commit", "value": labels["org.opencontainers.image.revision"]} in component["properties"]
+    assert {
+        "name": "dynamo-images:commit",
+        "value": labels["org.opencontainers.image.revision"],
+    } in component["properties"]
     capsys.readouterr()
     assert main(["sbom", image]) == 0
     assert json.loads(capsys.readouterr().out) == document
@@ -82,7 +86,9 @@ def check_contents(target: str, capsys) -> None:
     assert {tuple(line.split()) for line in dpkg.splitlines()} == listed
     for (site, layer), listing in zip(VENVS, sites, strict=True):
         lines = listing.splitlines()
-        installed = {(canonical(n), v) for n, v in json.loads(lines[1])} if len(lines) > 1 else set()
+        installed = (
+            {(canonical(n), v) for n, v in json.loads(lines[1])} if len(lines) > 1 else set()
+        )
         listed = {(e.name, e.version) for e in found if e.kind == "pypi" and e.layer == layer}
         assert installed == listed, site
     # inspect: the base's layer holds its Debian packages, as the SBOM says.

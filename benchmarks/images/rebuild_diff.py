@@ -47,7 +47,9 @@ OWN = "generic:dynamo-images"
 
 
 def git(work: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(work), *args], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(work), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def build(work: Path) -> str:
@@ -71,11 +73,14 @@ def move_in_lock(lock: Path, project: str) -> tuple[str, str]:
         releases = json.load(reply)["releases"]
     from packaging.version import Version  # noqa: PLC0415 (pip's vendored copy is not importable)
 
-    older = max((v for v in releases if Version(v) < Version(entry["version"]) and releases[v]), key=Version)
+    older = max(
+        (v for v in releases if Version(v) < Version(entry["version"]) and releases[v]), key=Version
+    )
     old = entry["version"]
     entry["version"] = older
     entry["artifacts"] = [
-        {"algorithm": "sha256", "hash": f["digests"]["sha256"], "url": f["url"]} for f in releases[older]
+        {"algorithm": "sha256", "hash": f["digests"]["sha256"], "url": f["url"]}
+        for f in releases[older]
     ]
     lock.write_text("\n".join(header) + "\n" + json.dumps(body, indent=2, sort_keys=True) + "\n")
     return old, older
@@ -92,29 +97,85 @@ def check(results: list[bool], name: str, ok: bool, detail: object = "") -> None
 
 def check_source_change(diff: ImageDiff, a: dict, b: dict, total: int, results: list[bool]) -> None:
     own = (a["org.opencontainers.image.version"], b["org.opencontainers.image.version"])
-    check(results, "all layers shared but the last two", diff.shared_layers == total - 2, diff.shared_layers)
+    check(
+        results,
+        "all layers shared but the last two",
+        diff.shared_layers == total - 2,
+        diff.shared_layers,
+    )
     code, sbom = diff.layers
-    check(results, "our code's layer: only our version", (code.a, code.b, code.changed, code.added, code.removed) == (CODE, CODE, {OWN: own}, {}, {}), code)
-    check(results, "then the SBOM's layer", (sbom.a, sbom.b, sbom.same_content) == (SBOM, SBOM, False), sbom)
+    check(
+        results,
+        "our code's layer: only our version",
+        (code.a, code.b, code.changed, code.added, code.removed)
+        == (CODE, CODE, {OWN: own}, {}, {}),
+        code,
+    )
+    check(
+        results,
+        "then the SBOM's layer",
+        (sbom.a, sbom.b, sbom.same_content) == (SBOM, SBOM, False),
+        sbom,
+    )
     revision = "org.opencontainers.image.revision"
-    check(results, "inputs: the commit only", diff.inputs == {revision: (a[revision], b[revision])}, diff.inputs)
-    check(results, "SBOM: our own component only", diff.components == {"generic": Changes(changed={OWN: own})}, diff.components)
+    check(
+        results,
+        "inputs: the commit only",
+        diff.inputs == {revision: (a[revision], b[revision])},
+        diff.inputs,
+    )
+    check(
+        results,
+        "SBOM: our own component only",
+        diff.components == {"generic": Changes(changed={OWN: own})},
+        diff.components,
+    )
 
 
-def check_lock_change(diff: ImageDiff, before: dict, after: dict, versions: tuple[str, str], results: list[bool]) -> None:
+def check_lock_change(
+    diff: ImageDiff, before: dict, after: dict, versions: tuple[str, str], results: list[bool]
+) -> None:
     moved, *rest = diff.layers
-    check(results, f"first differing layer: {MOVED}'s slot, that change only", (moved.changed, moved.added, moved.removed) == ({MOVED: versions}, {}, {}) and moved.slot, moved)
+    check(
+        results,
+        f"first differing layer: {MOVED}'s slot, that change only",
+        (moved.changed, moved.added, moved.removed) == ({MOVED: versions}, {}, {}) and moved.slot,
+        moved,
+    )
     *slots, code, sbom = rest
-    check(results, "every later slot: the same files, stored again", all(s.same_content and s.slot for s in slots), [(s.slot, s.same_content) for s in slots])
+    check(
+        results,
+        "every later slot: the same files, stored again",
+        all(s.same_content and s.slot for s in slots),
+        [(s.slot, s.same_content) for s in slots],
+    )
     own = (before["org.opencontainers.image.version"], after["org.opencontainers.image.version"])
-    check(results, "then our code (our version) and the SBOM", (code.a, code.changed, sbom.a) == (CODE, {OWN: own}, SBOM), (code, sbom))
+    check(
+        results,
+        "then our code (our version) and the SBOM",
+        (code.a, code.changed, sbom.a) == (CODE, {OWN: own}, SBOM),
+        (code, sbom),
+    )
     expected_inputs = {
         key: (before[key], after[key])
         for key in ("ai.dynamo.lock.python-default", "org.opencontainers.image.revision")
     }
-    check(results, "inputs: default.lock's digest and the commit", diff.inputs == expected_inputs, diff.inputs)
-    expected = {LOCK: Changes(changed={f"pypi:{MOVED}": versions}), "generic": Changes(changed={OWN: own})}
-    check(results, f"SBOM: {MOVED} in {LOCK}, and our version", diff.components == expected, diff.components)
+    check(
+        results,
+        "inputs: default.lock's digest and the commit",
+        diff.inputs == expected_inputs,
+        diff.inputs,
+    )
+    expected = {
+        LOCK: Changes(changed={f"pypi:{MOVED}": versions}),
+        "generic": Changes(changed={OWN: own}),
+    }
+    check(
+        results,
+        f"SBOM: {MOVED} in {LOCK}, and our version",
+        diff.components == expected,
+        diff.components,
+    )
 
 
 # The tag the builds move (pants.toml's extra_image_tags); the version tags name the worktree's

@@ -58,7 +58,9 @@ def read(path: Path, section: str = "") -> list[Package]:
             except KeyError:
                 member = None
             if member is None:
-                raise PackagesError(f"{path} has no {OVERLAY_LOCK} (not a build-overlay.sh tarball)")
+                raise PackagesError(
+                    f"{path} has no {OVERLAY_LOCK} (not a build-overlay.sh tarball)"
+                )
             return parse(member.read().decode(), f"{path}:{OVERLAY_LOCK}")
     text = path.read_text()
     if section:

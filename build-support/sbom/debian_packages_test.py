@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from sbom.debian_packages import OVERLAY_LOCK, Package, PackagesError, read
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,11 +29,16 @@ def test_an_overlay_tarball_records_what_it_installed(tmp_path: Path) -> None:
         info = tarfile.TarInfo(OVERLAY_LOCK)
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    assert read(out) == [Package("lighttpd", "1.4.69-1", "amd64"), Package("libfoo1", "2.0-3", "amd64")]
+    assert read(out) == [
+        Package("lighttpd", "1.4.69-1", "amd64"),
+        Package("libfoo1", "2.0-3", "amd64"),
+    ]
 
 
 def test_a_bad_line_is_named(tmp_path: Path) -> None:
     lock = tmp_path / "x.lock"
     lock.write_text("ok 1 amd64\nbroken line\n")
-    with pytest.raises(PackagesError, match=r"x.lock:2: expected 'package version arch', got 'broken line'"):
+    with pytest.raises(
+        PackagesError, match=r"x.lock:2: expected 'package version arch', got 'broken line'"
+    ):
         read(lock)

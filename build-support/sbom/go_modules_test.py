@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from bootstrap.bootstrap import go_modules
+
 from sbom.go_modules import ModulesError, main_module, read
 
 GO_MOD = Path(__file__).resolve().parents[2] / "src/go/epp/go.mod"

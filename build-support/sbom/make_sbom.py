@@ -33,7 +33,7 @@ import sys
 import tomllib
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cyclonedx.model import (
@@ -51,6 +51,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from jsonschema import Draft7Validator
 from packageurl import PackageURL
+
 from sbom import debian_packages, go_modules, python_closure
 
 # Property names of our own (CycloneDX's custom-property convention: a namespace prefix).
@@ -139,12 +140,17 @@ def _debian_components(spec: str) -> list[Component]:
     out = []
     for package in debian_packages.read(Path(path), section):
         purl = PackageURL(
-            "deb", namespace="debian", name=package.name, version=package.version,
+            "deb",
+            namespace="debian",
+            name=package.name,
+            version=package.version,
             qualifiers={"arch": package.arch, "distro": DEBIAN_DISTRO},
         )
         out.append(
             Component(
-                type=ComponentType.LIBRARY if package.name.startswith("lib") else ComponentType.APPLICATION,
+                type=ComponentType.LIBRARY
+                if package.name.startswith("lib")
+                else ComponentType.APPLICATION,
                 name=package.name,
                 version=package.version,
                 purl=purl,
@@ -176,8 +182,12 @@ def _go_components(spec: str, go_version: str) -> list[Component]:
         purl = PackageURL("golang", name="stdlib", version=go_version.removeprefix("go"))
         out.append(
             Component(
-                type=ComponentType.LIBRARY, name="stdlib", group="go", version=purl.version,
-                purl=purl, bom_ref=f"{purl.to_string()}#{go_mod}",
+                type=ComponentType.LIBRARY,
+                name="stdlib",
+                group="go",
+                version=purl.version,
+                purl=purl,
+                bom_ref=f"{purl.to_string()}#{go_mod}",
                 properties=_properties(input="pants.toml", layer=layer),
             )
         )
@@ -197,7 +207,9 @@ def _own_component(layer: str, meta: dict[str, str]) -> Component:
     qualifiers = {}
     if meta["source"] != "unknown" and meta["commit"] != "unknown":
         qualifiers["vcs_url"] = f"git+{meta['source']}@{meta['commit']}"
-    purl = PackageURL("generic", name="dynamo-images", version=meta["version"], qualifiers=qualifiers)
+    purl = PackageURL(
+        "generic", name="dynamo-images", version=meta["version"], qualifiers=qualifiers
+    )
     return Component(
         type=ComponentType.APPLICATION,
         name="dynamo-images",
@@ -210,9 +222,9 @@ def _own_component(layer: str, meta: dict[str, str]) -> Component:
 
 def _timestamp(text: str) -> datetime:
     if not text:
-        return datetime.fromtimestamp(0, timezone.utc)
+        return datetime.fromtimestamp(0, UTC)
     try:
-        return datetime.fromisoformat(text).astimezone(timezone.utc)
+        return datetime.fromisoformat(text).astimezone(UTC)
     except ValueError:
         raise SbomError(f"DYNAMO_COMMIT_TIME={text!r} is not an ISO 8601 time") from None
 
@@ -233,7 +245,11 @@ def _fast_iri_references() -> None:
             return bool(uri(instance))
         return bool(iri(instance))
 
-    raises = tuple(r for group in (iri_raises, uri_raises) for r in (group if isinstance(group, tuple) else (group,)))
+    raises = tuple(
+        r
+        for group in (iri_raises, uri_raises)
+        for r in (group if isinstance(group, tuple) else (group,))
+    )
     checkers["iri-reference"] = (check, raises)
 
 
@@ -273,7 +289,8 @@ def build(inputs: Inputs) -> str:
     if inputs.base_image:
         components.append(
             Component(
-                type=ComponentType.CONTAINER, name=inputs.base_image,
+                type=ComponentType.CONTAINER,
+                name=inputs.base_image,
                 bom_ref=f"base:{inputs.base_image}",
                 description="the upstream base (DYNAMO_BASE_IMAGE); its packages are not listed",
             )

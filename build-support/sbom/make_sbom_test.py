@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from sbom.make_sbom import Inputs, build, main, validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,10 @@ def dev_image() -> Inputs:
         "dynamo-dev",
         interpreter=Path("docker/base/packages.lock"),
         python=["python-default:ai-dynamo", "python-default:pytest@dev-tools.pex"],
-        debian=["docker/base/packages.lock#runtime@runtime-rootfs.tar.gz", "docker/base/packages.lock#dev@dev-overlay.tar.gz"],
+        debian=[
+            "docker/base/packages.lock#runtime@runtime-rootfs.tar.gz",
+            "docker/base/packages.lock#dev@dev-overlay.tar.gz",
+        ],
         go=["src/go/epp/go.mod@src.go.epp.cmd.epp/epp"],
         own=["workspace.tar"],
     )
@@ -46,12 +50,22 @@ def test_a_valid_reproducible_document() -> None:
     dynamo = next(c for p, c in by_purl.items() if p.startswith("pkg:pypi/ai-dynamo@"))
     assert dynamo["hashes"][0]["alg"] == "SHA-256" and len(dynamo["hashes"][0]["content"]) == 64
     assert dynamo["externalReferences"][0]["url"].endswith(".whl")
-    props = {p["name"]: p["value"] for p in by_purl["pkg:pypi/pytest@" + next(
-        c["version"] for c in document["components"] if c["name"] == "pytest")]["properties"]}
-    assert props == {"dynamo-images:input": "3rdparty/python/default.lock", "dynamo-images:layer": "dev-tools.pex"}
+    props = {
+        p["name"]: p["value"]
+        for p in by_purl[
+            "pkg:pypi/pytest@"
+            + next(c["version"] for c in document["components"] if c["name"] == "pytest")
+        ]["properties"]
+    }
+    assert props == {
+        "dynamo-images:input": "3rdparty/python/default.lock",
+        "dynamo-images:layer": "dev-tools.pex",
+    }
     assert any(p.startswith("pkg:deb/debian/libc6@") and "distro=debian-12" in p for p in by_purl)
     assert any(p.startswith("pkg:golang/google.golang.org/grpc@") for p in by_purl)
-    ours = by_purl["pkg:generic/dynamo-images@v1.2.3?vcs_url=git%2Bhttps://example.com/dynamo-images.git%400123456789abcdef0123456789abcdef01234567"]
+    ours = by_purl[
+        "pkg:generic/dynamo-images@v1.2.3?vcs_url=git%2Bhttps://example.com/dynamo-images.git%400123456789abcdef0123456789abcdef01234567"
+    ]
     assert {"name": "dynamo-images:layer", "value": "workspace.tar"} in ours["properties"]
     # The image depends on every component; ai-dynamo on its runtime.
     edges = {d["ref"]: d.get("dependsOn", []) for d in document["dependencies"]}
@@ -62,7 +76,8 @@ def test_a_valid_reproducible_document() -> None:
 def test_a_later_debian_input_wins_for_the_same_package(tmp_path: Path) -> None:
     upgrade = tmp_path / "upgrade.lock"
     libc = next(
-        line for line in (ROOT / "docker/base/packages.lock").read_text().splitlines()
+        line
+        for line in (ROOT / "docker/base/packages.lock").read_text().splitlines()
         if line.startswith("libc6 ")
     )
     upgrade.write_text(f"libc6 9.99-1 {libc.split()[2]}\n")
@@ -82,12 +97,33 @@ def test_the_schema_check_fails_a_bad_document() -> None:
     assert validate(json.dumps(document)) is not None
 
 
-def test_the_command_writes_the_file_and_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_writes_the_file_and_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "x.cdx.json"
-    assert main(["--image", "x", "--output", str(out), "--debian", "docker/base/packages.lock#dev"]) == 0
+    assert (
+        main(["--image", "x", "--output", str(out), "--debian", "docker/base/packages.lock#dev"])
+        == 0
+    )
     assert validate(out.read_text()) is None
-    assert main(["--image", "x", "--output", str(out), "--python", "nosuch:ai-dynamo", "--interpreter", "docker/base/packages.lock"]) == 1
-    assert capsys.readouterr().err.startswith("make_sbom: no resolve 'nosuch' in pants.toml; its resolves: docs,")
+    assert (
+        main(
+            [
+                "--image",
+                "x",
+                "--output",
+                str(out),
+                "--python",
+                "nosuch:ai-dynamo",
+                "--interpreter",
+                "docker/base/packages.lock",
+            ]
+        )
+        == 1
+    )
+    assert capsys.readouterr().err.startswith(
+        "make_sbom: no resolve 'nosuch' in pants.toml; its resolves: docs,"
+    )
     os.environ["DYNAMO_COMMIT_TIME"] = "yesterday"
     assert main(["--image", "x", "--output", str(out)]) == 1
     assert "DYNAMO_COMMIT_TIME='yesterday' is not an ISO 8601 time" in capsys.readouterr().err

@@ -86,9 +86,7 @@ def _applies(requirement: Requirement, extras: set[str], environment: dict[str, 
     )
 
 
-def _best_artifact(
-    artifacts: list[dict[str, Any]], ranks: dict[Tag, int]
-) -> dict[str, Any] | None:
+def _best_artifact(artifacts: list[dict[str, Any]], ranks: dict[Tag, int]) -> dict[str, Any] | None:
     best: tuple[int, dict[str, Any]] | None = None
     sdist = None
     for artifact in artifacts:
@@ -158,7 +156,10 @@ def closure(lock: Path, names: list[str], interpreter: Interpreter) -> list[Dist
             raise ClosureError(f"{lock} has no artifact of {key} {entry['version']} for this image")
         out.append(
             Distribution(
-                key, entry["version"], artifact["url"], artifact["hash"],
+                key,
+                entry["version"],
+                artifact["url"],
+                artifact["hash"],
                 sorted(requires.get(key, set()) & extras_of.keys()),
             )
         )
@@ -182,4 +183,3 @@ def interpreter_from(packages_lock: Path, python: str = "python3.11") -> Interpr
     major, minor = (int(p) for p in glibc.split(":")[-1].split("-")[0].split(".")[:2])
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
     return Interpreter(upstream, (major, minor), machine)
-

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
+
 from sbom.python_closure import ClosureError, Interpreter, closure, interpreter_from
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,9 @@ def write_lock(tmp_path: Path, requirements: list[str], locked: list[dict]) -> P
     return path
 
 
-def entry(name: str, version: str, artifacts: list[dict], requires: list[str] = (), python: str = "") -> dict:
+def entry(
+    name: str, version: str, artifacts: list[dict], requires: list[str] = (), python: str = ""
+) -> dict:
     return {
         "project_name": name,
         "version": version,
@@ -44,7 +47,9 @@ def test_markers_extras_and_the_best_wheel(tmp_path: Path) -> None:
         ["app[fast]==1.0", "unrelated==2"],
         [
             entry(
-                "app", "1.0", [wheel("app-1.0", "py3-none-any", "a" * 64)],
+                "app",
+                "1.0",
+                [wheel("app-1.0", "py3-none-any", "a" * 64)],
                 [
                     "dep>=1",
                     "fastlib; extra == 'fast'",
@@ -55,18 +60,34 @@ def test_markers_extras_and_the_best_wheel(tmp_path: Path) -> None:
                 ],
             ),
             entry(
-                "dep", "1.2",
+                "dep",
+                "1.2",
                 [
                     wheel("dep-1.2", "cp311-cp311-macosx_11_0_arm64", "1" * 64),
-                    wheel("dep-1.2", "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64", "2" * 64),
+                    wheel(
+                        "dep-1.2",
+                        "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64",
+                        "2" * 64,
+                    ),
                     wheel("dep-1.2", "cp311-cp311-manylinux_2_28_x86_64", "3" * 64),
                     wheel("dep-1.2", "py3-none-any", "4" * 64),
                     wheel("dep-1.2", "cp311-cp311-manylinux_2_39_x86_64", "5" * 64),
-                    {"algorithm": "sha256", "hash": "6" * 64, "url": "https://files.example/dep-1.2.tar.gz"},
+                    {
+                        "algorithm": "sha256",
+                        "hash": "6" * 64,
+                        "url": "https://files.example/dep-1.2.tar.gz",
+                    },
                 ],
             ),
-            entry("fastlib", "3", [{"algorithm": "sha256", "hash": "7" * 64, "url": "https://f/fastlib-3.tar.gz"}]),
-            *(entry(n, "1", [wheel(f"{n}-1", "py3-none-any", "8" * 64)]) for n in ("slowlib", "oldpy", "newpatch", "macstuff", "unrelated")),
+            entry(
+                "fastlib",
+                "3",
+                [{"algorithm": "sha256", "hash": "7" * 64, "url": "https://f/fastlib-3.tar.gz"}],
+            ),
+            *(
+                entry(n, "1", [wheel(f"{n}-1", "py3-none-any", "8" * 64)])
+                for n in ("slowlib", "oldpy", "newpatch", "macstuff", "unrelated")
+            ),
         ],
     )
     found = {d.name: d for d in closure(lock, ["app"], DEBIAN)}
@@ -80,13 +101,21 @@ def test_markers_extras_and_the_best_wheel(tmp_path: Path) -> None:
 
 
 def test_a_name_that_is_no_input_requirement_is_refused(tmp_path: Path) -> None:
-    lock = write_lock(tmp_path, ["app==1"], [entry("app", "1", [wheel("app-1", "py3-none-any", "a" * 64)])])
-    with pytest.raises(ClosureError, match="'nope' is not a requirement of .*; its requirements: app"):
+    lock = write_lock(
+        tmp_path, ["app==1"], [entry("app", "1", [wheel("app-1", "py3-none-any", "a" * 64)])]
+    )
+    with pytest.raises(
+        ClosureError, match="'nope' is not a requirement of .*; its requirements: app"
+    ):
         closure(lock, ["nope"], DEBIAN)
 
 
 def test_a_lock_that_misses_a_dependency_is_refused(tmp_path: Path) -> None:
-    lock = write_lock(tmp_path, ["app==1"], [entry("app", "1", [wheel("app-1", "py3-none-any", "a" * 64)], ["gone"])])
+    lock = write_lock(
+        tmp_path,
+        ["app==1"],
+        [entry("app", "1", [wheel("app-1", "py3-none-any", "a" * 64)], ["gone"])],
+    )
     with pytest.raises(ClosureError, match="locks no gone"):
         closure(lock, ["app"], DEBIAN)
 
@@ -100,7 +129,9 @@ def test_the_interpreter_is_the_base_images_python_and_glibc() -> None:
 def test_the_dynamo_image_closure_from_the_default_lock() -> None:
     """ai-dynamo's closure holds its runtime and none of the lock's tools (pytest, docker)."""
     interpreter = interpreter_from(ROOT / "docker/base/packages.lock")
-    names = {d.name for d in closure(ROOT / "3rdparty/python/default.lock", ["ai-dynamo"], interpreter)}
+    names = {
+        d.name for d in closure(ROOT / "3rdparty/python/default.lock", ["ai-dynamo"], interpreter)
+    }
     assert {"ai-dynamo", "ai-dynamo-runtime", "aiohttp"} <= names
     assert not names & {"pytest", "docker"}
     assert all(n == canonicalize_name(n) for n in names)

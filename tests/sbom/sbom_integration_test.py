@@ -25,7 +25,9 @@ FRAMEWORK_IMAGES = [
 
 
 @pytest.mark.parametrize("target", FRAMEWORK_IMAGES)
-def test_the_sbom_lists_what_the_image_holds(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_sbom_lists_what_the_image_holds(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     check_contents(target, capsys)
 
 
@@ -34,7 +36,9 @@ def test_the_epp_sbom_lists_the_binarys_go_modules(capsys: pytest.CaptureFixture
     image = built_image(Path("docker.epp/runtime.docker-info.json"))
     out = docker.from_env().containers.run(image, ["--version"], remove=True).decode()
     linked = [line.split()[1] for line in out.splitlines() if line.startswith("module ")]
-    assert sorted(f"{e.name}@{e.version}" for e in found if e.kind == "golang" and e.name != "go/stdlib") == sorted(linked)
+    assert sorted(
+        f"{e.name}@{e.version}" for e in found if e.kind == "golang" and e.name != "go/stdlib"
+    ) == sorted(linked)
     go = out.splitlines()[1].split()[1]  # "go go1.21.13 linux/amd64"
     assert [e.version for e in found if e.name == "go/stdlib"] == [go.removeprefix("go")]
     # inspect: the binary's layer holds the modules and our code.
@@ -54,7 +58,9 @@ def test_the_base_sbom_is_beside_it_only(capsys: pytest.CaptureFixture[str]) -> 
     beside = {(c["name"], c["version"]) for c in sbom_beside("docker/base:runtime")["components"]}
     runtime = sbom_beside("docker/dynamo:runtime")["components"]
     assert beside == {
-        (c["name"], c["version"]) for c in runtime if c["purl"].startswith("pkg:deb/")
+        (c["name"], c["version"])
+        for c in runtime
+        if c["purl"].startswith("pkg:deb/")
         and {"name": "dynamo-images:layer", "value": "runtime-rootfs.tar.gz"} in c["properties"]
     }
 
@@ -62,11 +68,17 @@ def test_the_base_sbom_is_beside_it_only(capsys: pytest.CaptureFixture[str]) -> 
 def test_the_sboms_differ_by_what_each_variant_adds() -> None:
     """runtime-aws = runtime + the EFA overlay's packages; dev = runtime + dev packages, dev
     tools and the tree; local-dev = dev."""
+
     def components(target: str) -> set[tuple[str, str, str]]:
-        return {(c["purl"], c["bom-ref"].split("#")[-1], c["version"]) for c in sbom_beside(target)["components"]}
+        return {
+            (c["purl"], c["bom-ref"].split("#")[-1], c["version"])
+            for c in sbom_beside(target)["components"]
+        }
 
     runtime, aws = components("docker/dynamo:runtime"), components("docker/dynamo:runtime-aws")
-    assert runtime < aws and {ref for _, ref, _ in aws - runtime} == {"docker/base/efa-overlay.tar.gz"}
+    assert runtime < aws and {ref for _, ref, _ in aws - runtime} == {
+        "docker/base/efa-overlay.tar.gz"
+    }
     dev, local = components("docker/dynamo:dev"), components("docker/dynamo:local-dev")
     assert runtime < dev and dev == local
     assert json.dumps(sorted(dev - runtime)).count("dev-tools.pex") >= 1

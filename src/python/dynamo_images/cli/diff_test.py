@@ -80,7 +80,13 @@ def test_a_different_base_shares_nothing() -> None:
 
 def test_packages_of_a_layer_only_one_image_has_are_added() -> None:
     a = Report("a", "sha256:a", 0, [layer(0, "base")])
-    efa = Layer(1, "efa", 10, "ADD docker/base/efa-overlay.tar.gz /", packages={"deb:libfabric1": "1.17.0-3"})
+    efa = Layer(
+        1,
+        "efa",
+        10,
+        "ADD docker/base/efa-overlay.tar.gz /",
+        packages={"deb:libfabric1": "1.17.0-3"},
+    )
     b = Report("b", "sha256:b", 0, [layer(0, "base"), efa])
     [added] = compare(a, b, {}, {}).layers
     assert (added.slot, added.added, added.removed) == (None, {"deb:libfabric1": "1.17.0-3"}, {})

@@ -84,7 +84,9 @@ def entries(document: dict[str, Any]) -> list[Entry]:
         if component.get("group"):
             name = f"{component['group']}/{name}"
         out.append(
-            Entry(kind, name, component.get("version", ""), props.get(INPUT, ""), props.get(LAYER, ""))
+            Entry(
+                kind, name, component.get("version", ""), props.get(INPUT, ""), props.get(LAYER, "")
+            )
         )
     return out
 
@@ -99,6 +101,7 @@ class Changes:
 def compare_entries(a: list[Entry], b: list[Entry]) -> dict[str, Changes]:
     """Per input (lockfile, package lock, ...): the components added, removed or at another
     version from SBOM a to SBOM b."""
+
     def index(items: list[Entry]) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
         for e in items:

@@ -18,8 +18,16 @@ def component(purl: str, name: str, version: str, **props: str) -> dict:
 def test_entries_carry_kind_input_and_layer() -> None:
     document = {
         "components": [
-            component("pkg:pypi/torch@2.13.0", "torch", "2.13.0", input="3rdparty/python/vllm.lock"),
-            component("pkg:deb/debian/libc6@2.36-9?arch=amd64", "libc6", "2.36-9", input="x.lock#runtime", layer="runtime-rootfs.tar.gz"),
+            component(
+                "pkg:pypi/torch@2.13.0", "torch", "2.13.0", input="3rdparty/python/vllm.lock"
+            ),
+            component(
+                "pkg:deb/debian/libc6@2.36-9?arch=amd64",
+                "libc6",
+                "2.36-9",
+                input="x.lock#runtime",
+                layer="runtime-rootfs.tar.gz",
+            ),
             {**component("pkg:golang/stdlib@1.21.13", "stdlib", "1.21.13"), "group": "go"},
         ]
     }
@@ -31,11 +39,22 @@ def test_entries_carry_kind_input_and_layer() -> None:
 
 
 def test_changes_per_input() -> None:
-    a = [Entry("pypi", "torch", "2.13.0", "v.lock"), Entry("pypi", "six", "1", "v.lock"), Entry("deb", "libc6", "1", "p.lock")]
-    b = [Entry("pypi", "torch", "2.14.0", "v.lock"), Entry("pypi", "idna", "3", "v.lock"), Entry("deb", "libc6", "1", "p.lock"), Entry("generic", "dynamo-images", "v2")]
+    a = [
+        Entry("pypi", "torch", "2.13.0", "v.lock"),
+        Entry("pypi", "six", "1", "v.lock"),
+        Entry("deb", "libc6", "1", "p.lock"),
+    ]
+    b = [
+        Entry("pypi", "torch", "2.14.0", "v.lock"),
+        Entry("pypi", "idna", "3", "v.lock"),
+        Entry("deb", "libc6", "1", "p.lock"),
+        Entry("generic", "dynamo-images", "v2"),
+    ]
     assert compare_entries(a, b) == {
         "generic": Changes(added={"generic:dynamo-images": "v2"}),
         "v.lock": Changes(
-            added={"pypi:idna": "3"}, removed={"pypi:six": "1"}, changed={"pypi:torch": ("2.13.0", "2.14.0")}
+            added={"pypi:idna": "3"},
+            removed={"pypi:six": "1"},
+            changed={"pypi:torch": ("2.13.0", "2.14.0")},
         ),
     }

@@ -139,7 +139,8 @@ def check_lock_change(
     check(
         results,
         f"first differing layer: {MOVED}'s slot, that change only",
-        (moved.changed, moved.added, moved.removed) == ({MOVED: versions}, {}, {}) and moved.slot,
+        (moved.changed, moved.added, moved.removed) == ({MOVED: versions}, {}, {})
+        and bool(moved.slot),
         moved,
     )
     *slots, code, sbom = rest

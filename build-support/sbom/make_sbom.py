@@ -49,7 +49,7 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 from packageurl import PackageURL
 
 from sbom import debian_packages, go_modules, python_closure
@@ -272,9 +272,9 @@ def build(inputs: Inputs) -> str:
     edges: Edges = []
     for spec in inputs.python:
         assert interpreter is not None
-        found, requires = _python_components(spec, interpreter, inputs.pants_toml)
+        found, found_edges = _python_components(spec, interpreter, inputs.pants_toml)
         components += found
-        edges += requires
+        edges += found_edges
     # A later Debian input that holds a package again (an overlay's upgrade) is what the image
     # has: the layer on top wins.
     debian: dict[str, Component] = {}

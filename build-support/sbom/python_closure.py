@@ -146,7 +146,8 @@ def closure(lock: Path, names: list[str], interpreter: Interpreter) -> list[Dist
                 requires.setdefault(key, set()).add(canonicalize_name(child.name))
                 queue.append((child, extras_of[key]))
     out = []
-    for key in sorted(extras_of):
+    for name in sorted(extras_of):
+        key = canonicalize_name(name)
         entry = by_name[key]
         python = entry.get("requires_python")
         if python and not SpecifierSet(python).contains(Version(interpreter.version)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def write_lock(tmp_path: Path, requirements: list[str], locked: list[dict]) -> P
 
 
 def entry(
-    name: str, version: str, artifacts: list[dict], requires: list[str] = (), python: str = ""
+    name: str, version: str, artifacts: list[dict], requires: Sequence[str] = (), python: str = ""
 ) -> dict:
     return {
         "project_name": name,
@@ -114,7 +115,7 @@ def test_a_lock_that_misses_a_dependency_is_refused(tmp_path: Path) -> None:
     lock = write_lock(
         tmp_path,
         ["app==1"],
-        [entry("app", "1", [wheel("app-1", "py3-none-any", "a" * 64)], ["gone"])],
+        [entry("app", "1", [wheel("app-1", "py3-none-any", "a" * 64)], ("gone",))],
     )
     with pytest.raises(ClosureError, match="locks no gone"):
         closure(lock, ["app"], DEBIAN)

@@ -259,18 +259,23 @@ def image_sbom(name, image_name, inputs, execution_dependencies=()):
     """:<name>-sbom, the CycloneDX SBOM of image :<name>, as <here>/<name>.cdx.json, made by
     build-support/sbom from `inputs`: (flag, value) pairs of make_sbom.py (--python RESOLVE:NAMES,
     --debian FILE[#SECTION], --go GO_MOD, --own; each @LAYER: text of the instruction that adds
-    them). Returns (file, target) for the image's COPY and dependencies."""
+    them), or (flag, value, target) where the value is a file that target makes: an input and
+    what provides it travel together, so a variant that reuses the inputs gets the file too.
+    Returns (file, target) for the image's COPY and dependencies."""
     here = build_file_dir().as_posix()
     out = f"{here}/{name}.cdx.json"
     args = ["--image", image_name, "--output", out, "--interpreter", BASE_PACKAGES_LOCK]
-    for flag, value in inputs:
+    providers = []
+    for flag, value, *provider in inputs:
         args += [flag, value]
+        providers += provider
     adhoc_tool(
         name=f"{name}-sbom",
         runnable=SBOM_TOOL,
         args=args,
         execution_dependencies=[
             "//:pants-toml", "3rdparty/python:locks", "docker/base:installed-packages",
+            *providers,
             *execution_dependencies,
         ],
         output_files=[out],
@@ -370,8 +375,8 @@ def _efa_image(name, image_name, user, exclude, sbom_inputs):
     image's own build already used); `sbom_inputs`: those of `:<name>`."""
     instructions, args = _efa_instructions(f"{build_file_dir().as_posix()}:{name}", image_name, user)
     sbom = image_sbom(
-        name + EFA_SUFFIX, image_name, [*sbom_inputs, ("--debian", EFA_OVERLAY)],
-        ["docker/base:efa-overlay"],
+        name + EFA_SUFFIX, image_name,
+        [*sbom_inputs, ("--debian", EFA_OVERLAY, "docker/base:efa-overlay")],
     )
     _image(
         name + EFA_SUFFIX,
@@ -499,10 +504,10 @@ def _runtime_image(
     sbom_inputs = [
         *base_sbom_inputs(),
         ("--python", f"{resolve}:{names}"),
-        *([("--debian", overlay[0])] if overlay[0] else []),
+        *([("--debian", *overlay)] if overlay[0] else []),
         ("--own", "/files/code/"),
     ]
-    sbom = image_sbom(name, f"{framework}-{name}", sbom_inputs, [overlay[1]] if overlay[1] else [])
+    sbom = image_sbom(name, f"{framework}-{name}", sbom_inputs)
     # Two PEX layers of one closure would re-zip on every source change; the image takes our code
     # from its files instead, so this PEX depends on the lock alone.
     pex_binary(

@@ -15,3 +15,16 @@ def built_image(docker_info: str | Path) -> str:
     if re.fullmatch(r"sha256:[0-9a-f]{64}", info.get("image_id", "")):
         return info["image_id"]
     return info["registries"][0]["tags"][0]["name"]
+
+
+def packaged_targets(exclude: tuple[str, ...] = ()) -> list[str]:
+    """The docker_image addresses (e.g. docker/dynamo:runtime) whose docker-info files are in the
+    sandbox: the test's `runtime_package_dependencies`, named once, in its BUILD file."""
+    found = sorted(
+        f"{info.parent.name.replace('.', '/')}:{info.name.removesuffix('.docker-info.json')}"
+        for info in Path().glob("docker.*/*.docker-info.json")
+    )
+    targets = [t for t in found if t not in exclude]
+    if not targets:
+        raise RuntimeError("no docker-info file in the sandbox: no runtime_package_dependencies")
+    return targets

@@ -71,7 +71,7 @@ def move_in_lock(lock: Path, project: str) -> tuple[str, str]:
     )
     with urllib.request.urlopen(f"https://pypi.org/pypi/{project}/json", timeout=60) as reply:
         releases = json.load(reply)["releases"]
-    from packaging.version import Version  # noqa: PLC0415 (pip's vendored copy is not importable)
+    from packaging.version import Version  # noqa: PLC0415  # pants: no-infer-dep (the host's)
 
     older = max(
         (v for v in releases if Version(v) < Version(entry["version"]) and releases[v]), key=Version

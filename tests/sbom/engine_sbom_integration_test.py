@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from built_images import packaged_targets
 from sbom_checks import check_contents
 
 
-@pytest.mark.parametrize(
-    "target", ["docker/vllm:runtime", "docker/vllm:dev", "docker/sglang:runtime"]
-)
+@pytest.mark.parametrize("target", packaged_targets())
 def test_the_sbom_lists_what_the_engine_image_holds(
     target: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,38 +9,39 @@ set -euo pipefail
 target=${1:-docker/dynamo:runtime}
 work=${2:-$(mktemp -d /tmp/layer-repro.XXXXXX)}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=benchmarks/images/fresh_build.sh
+source "$repo/benchmarks/images/fresh_build.sh"
 info=${target%%:*}; info=${info//\//.}/${target##*:}.docker-info.json
+# The builds' engines share a bridge of their own: a dockerd started with --bridge=none would
+# delete docker0, the machine's own engine's bridge, from under it.
+bridge=dynrepro0
+ip link add "$bridge" type bridge 2>/dev/null || true
+ip addr replace 172.31.254.1/24 dev "$bridge"
+ip link set "$bridge" up
 pids=()
 stop_engines() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 1; done; done
 }
-trap stop_engines EXIT
+trap 'stop_engines; ip link delete "$bridge" 2>/dev/null || true' EXIT
 for n in 1 2; do
   dir=$work/$n
   mkdir -p "$dir"
-  git clone -q "$repo" "$dir/src"
-  # Its own engine: no bridge or iptables (builds need neither), state under $dir.
+  # Its own engine: state under $dir, no iptables rules (builds need no network).
   /usr/sbin/dockerd --data-root "$dir/docker" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
-    -H "unix://$dir/docker.sock" --bridge=none --iptables=false --ip-masq=false \
+    -H "unix://$dir/docker.sock" --bridge="$bridge" --iptables=false --ip-masq=false \
     >"$dir/dockerd.log" 2>&1 &
   pids+=($!)
   export DOCKER_HOST=unix://$dir/docker.sock
   for _ in $(seq 60); do /usr/bin/docker info >/dev/null 2>&1 && break; sleep 1; done
   start=$(date +%s)
-  (
-    cd "$dir/src"
-    DYNAMO_IMAGES_CACHE=$dir/launcher PANTS_LOCAL_STORE_DIR=$dir/store \
-      PANTS_NAMED_CACHES_DIR=$dir/named DYNAMO_SKIP_DISK_CHECK=1 \
-      ./pants --no-pantsd --no-remote-cache-read --no-remote-cache-write package "$target" \
-      >"$dir/log" 2>&1 || { tail -20 "$dir/log" >&2; exit 1; }
-  )
+  fresh_build "$repo" "$dir" "$target"
   image=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["image_id"])' "$dir/src/dist/$info")
   /usr/bin/docker image inspect -f '{{range .RootFS.Layers}}{{println .}}{{end}}' "$image" | sed '/^$/d' >"$dir/layers"
   # Instructions of the filesystem layers, oldest first (history also lists metadata-only steps).
   /usr/bin/docker history --no-trunc --format '{{.CreatedBy}}' "$image" | tac \
     | grep -E '^(COPY|ADD|RUN|WORKDIR|/bin/sh|\|)' | sed 's/ # buildkit$//' | cut -c1-90 >"$dir/steps"
-  echo "build $n: $(($(date +%s) - start)) s, $(wc -l <"$dir/layers") layers"
+  echo "build $n: $(($(date +%s) - start)) s, $(wc -l <"$dir/layers") layers, $(wc -l <"$dir/steps") filesystem steps"
   stop_engines; pids=()
   rm -rf "$dir/docker" "$dir/store" "$dir/named"
 done

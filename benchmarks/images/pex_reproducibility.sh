@@ -8,18 +8,13 @@ set -euo pipefail
 target=${1:-docker/dynamo:deps}
 work=${2:-$(mktemp -d /tmp/pex-repro.XXXXXX)}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=benchmarks/images/fresh_build.sh
+source "$repo/benchmarks/images/fresh_build.sh"
 out=${target%%:*}; out=${out//\//.}/${target##*:}.pex
 for n in 1 2; do
   dir=$work/$n
-  git clone -q "$repo" "$dir/src"
   start=$(date +%s)
-  (
-    cd "$dir/src"
-    DYNAMO_IMAGES_CACHE=$dir/launcher PANTS_LOCAL_STORE_DIR=$dir/store \
-      PANTS_NAMED_CACHES_DIR=$dir/named DYNAMO_SKIP_DISK_CHECK=1 \
-      ./pants --no-pantsd --no-remote-cache-read --no-remote-cache-write package "$target" \
-      >"$dir/log" 2>&1 || { tail -20 "$dir/log" >&2; exit 1; }
-  )
+  fresh_build "$repo" "$dir" "$target"
   (cd "$dir/src/dist/$out" && find . -type f | sort | xargs sha256sum) >"$dir/sums"
   echo "build $n: $(($(date +%s) - start)) s, $(wc -l <"$dir/sums") files, $(du -sb "$dir/src/dist/$out" | cut -f1) bytes"
 done

@@ -182,6 +182,11 @@ def _runtime_instructions(
         # PEX_ROOT is scratch: pex extracts every wheel there first.
         f"    PEX_ROOT=/tmp/pex-root PEX_TOOLS=1 {PYTHON} /build/deps.pex venv --scope=deps --collisions-ok {VENV} \\",
         " && rm -rf /tmp/pex-root \\",
+        # pex copies each wheel's files from its cache, with any bytecode a tool run from that
+        # cache wrote there, and lists it in RECORD: dropped, so that the layers depend on the
+        # lock alone (compileall below writes every module's bytecode).
+        f" && find {SITE_PACKAGES} -name __pycache__ -type d -prune -exec rm -rf {{}} + \\",
+        f" && sed -i -E '\\#(^|/)__pycache__/#d' {SITE_PACKAGES}/*.dist-info/RECORD \\",
         *_shims(),
         # Bytecode for the final paths (the image's user cannot write it); like pip, files with
         # syntax of another Python (torch's py312 test helpers) are skipped, not fatal.
@@ -279,7 +284,11 @@ def image_sbom(name, image_name, inputs, execution_dependencies=()):
             *execution_dependencies,
         ],
         output_files=[out],
-        extra_env_vars=[*METADATA_ENV, "DYNAMO_COMMIT_TIME", "DYNAMO_GO_VERSION"],
+        # Its imports would write bytecode into Pex's cache of installed wheels, from which
+        # the images' deps PEXes are made.
+        extra_env_vars=[
+            *METADATA_ENV, "DYNAMO_COMMIT_TIME", "DYNAMO_GO_VERSION", "PYTHONDONTWRITEBYTECODE=1",
+        ],
         workdir="/",
         timeout=300,
     )

@@ -1,6 +1,6 @@
 """`dynamo-images diff` between docker/dynamo:runtime and its EFA variant on the real Docker
-engine: every layer of the runtime image shared, two more layers (the EFA overlay, then the
-variant's SBOM), the overlay's Debian packages named in its layer and, from the SBOMs, as what
+engine: every layer of the runtime image shared, three more layers (the EFA overlay, dpkg's status
+with the packages of both, then the variant's SBOM), the overlay's Debian packages named in its layer and, from the SBOMs, as what
 the input docker/base/efa-overlay.tar.gz added; the EFA labels named as the inputs that differ."""
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ def test_the_efa_variant_is_the_runtime_image_plus_its_overlay() -> None:
     efa = built_image(Path("docker.dynamo/runtime-aws.docker-info.json"))
     diff = diff_images(docker.from_env(), runtime, efa)
     assert diff.shared_layers == len(layer_ids(runtime)) and not diff.base_differs
-    overlay, sbom = diff.layers
+    overlay, status, sbom = diff.layers
     assert (overlay.a, overlay.b) == ("", "docker/base/efa-overlay.tar.gz -> /")
+    assert (status.a, status.b) == ("", "/dpkg-status -> /var/lib/dpkg/status")
+    assert not (status.added or status.removed or status.changed)
     before = dpkg(runtime)
     added = {f"deb:{n}": v for n, v in dpkg(efa).items() if before.get(n) != v}
     assert len(added) >= len(pinned()) and overlay.added == added

@@ -29,7 +29,7 @@ def test_the_efa_variant_is_the_runtime_image_plus_its_overlay() -> None:
     assert diff.shared_layers == len(layer_ids(runtime)) and not diff.base_differs
     overlay, status, sbom = diff.layers
     assert (overlay.a, overlay.b) == ("", "docker/base/efa-overlay.tar.gz -> /")
-    assert (status.a, status.b) == ("", "/dpkg-status -> /var/lib/dpkg/status")
+    assert (status.a, status.b) == ("", "/var/lib/dpkg/status")
     assert not (status.added or status.removed or status.changed)
     before = dpkg(runtime)
     added = {f"deb:{n}": v for n, v in dpkg(efa).items() if before.get(n) != v}

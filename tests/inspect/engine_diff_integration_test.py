@@ -1,7 +1,7 @@
 """`dynamo-images diff` between the vLLM and SGLang runtime images on the real Docker engine: the
 shared prefix is the one the two locks give, and every distribution the diff reports as added,
-removed or at another version is exactly so in the two lockfiles (and every Debian package so in
-the two images' SBOMs)."""
+removed or at another version is exactly so in the two lockfiles (every other package: in the two
+images' SBOMs)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sbom_checks import sbom_beside
 
 from dynamo_images.cli.diff import diff_images
 from dynamo_images.cli.layers import layer_report
+from dynamo_images.cli.sbom import entries
 
 
 def locked(lock: str) -> dict[str, str]:
@@ -26,12 +27,13 @@ def locked(lock: str) -> dict[str, str]:
     }
 
 
-def debian(target: str) -> dict[str, str]:
-    """The Debian packages of the image's SBOM, named as `diff` names them."""
+def packages(target: str) -> dict[str, str]:
+    """What the image's SBOM lists besides Python distributions (the engines' system overlays'
+    Debian packages, our own code), named as `inspect` and `diff` name them."""
     return {
-        f"deb:{c['name']}": c["version"]
-        for c in sbom_beside(target)["components"]
-        if c["purl"].startswith("pkg:deb/")
+        f"{e.kind}:{e.name}": e.version
+        for e in entries(sbom_beside(target))
+        if e.kind != "pypi"
     }
 
 
@@ -47,10 +49,9 @@ def test_what_differs_between_the_engine_images_is_what_differs_between_their_lo
     assert set(diff.inputs) == {"ai.dynamo.lock.vllm", "ai.dynamo.lock.sglang"}
     engine = next(d for d in diff.layers if d.slot == "engine")
     assert (set(engine.added), set(engine.removed)) == ({"sglang", "sglang-kernel"}, {"vllm"})
-    # Each image's distributions as locked, and its Debian packages (the engines' system
-    # overlays differ) as its SBOM lists them.
-    va = locked("3rdparty/python/vllm.lock") | debian("docker/vllm:runtime")
-    vb = locked("3rdparty/python/sglang.lock") | debian("docker/sglang:runtime")
+    # Each image's distributions as locked, and its other packages as its SBOM lists them.
+    va = locked("3rdparty/python/vllm.lock") | packages("docker/vllm:runtime")
+    vb = locked("3rdparty/python/sglang.lock") | packages("docker/sglang:runtime")
     added = {n: v for layer in diff.layers for n, v in layer.added.items()}
     removed = {n: v for layer in diff.layers for n, v in layer.removed.items()}
     # A distribution both images lock alike may sit in another slot (the slots fill by size).

@@ -1,7 +1,8 @@
 """`dynamo-images diff` between docker/dynamo:runtime and its EFA variant on the real Docker
 engine: every layer of the runtime image shared, three more layers (the EFA overlay, dpkg's status
-with the packages of both, then the variant's SBOM), the overlay's Debian packages named in its layer and, from the SBOMs, as what
-the input docker/base/efa-overlay.tar.gz added; the EFA labels named as the inputs that differ."""
+with the packages of both, then the variant's SBOM), the overlay's Debian packages named in its
+layer and, from the SBOMs, as what the input docker/base/efa-overlay.tar.gz added; the EFA labels
+named as the inputs that differ."""
 
 from __future__ import annotations
 

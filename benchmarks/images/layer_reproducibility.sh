@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproducibility of an image's layers (#15): two fresh clones of this checkout's HEAD, each with
+# Reproducibility of an image's layers (#15): two fresh clones of this checkout's HEAD (at the start), each with
 # empty Pants caches (as pex_reproducibility.sh) and its own new Docker engine (a dockerd with an
 # empty data root under WORK_DIR: no build cache, no images), package the same image; prints, per
 # layer, whether the two builds gave the same diff ID, and the instruction.
@@ -11,6 +11,7 @@ work=${2:-$(mktemp -d /tmp/layer-repro.XXXXXX)}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=benchmarks/images/fresh_build.sh
 source "$repo/benchmarks/images/fresh_build.sh"
+commit=$(git -C "$repo" rev-parse HEAD)
 info=${target%%:*}; info=${info//\//.}/${target##*:}.docker-info.json
 # The builds' engines share a bridge of their own: a dockerd started with --bridge=none would
 # delete docker0, the machine's own engine's bridge, from under it.
@@ -35,7 +36,7 @@ for n in 1 2; do
   export DOCKER_HOST=unix://$dir/docker.sock
   for _ in $(seq 60); do /usr/bin/docker info >/dev/null 2>&1 && break; sleep 1; done
   start=$(date +%s)
-  fresh_build "$repo" "$dir" "$target"
+  fresh_build "$repo" "$commit" "$dir" "$target"
   image=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["image_id"])' "$dir/src/dist/$info")
   /usr/bin/docker image inspect -f '{{range .RootFS.Layers}}{{println .}}{{end}}' "$image" | sed '/^$/d' >"$dir/layers"
   # Instructions of the filesystem layers, oldest first (history also lists metadata-only steps).

@@ -31,9 +31,7 @@ def packages(target: str) -> dict[str, str]:
     """What the image's SBOM lists besides Python distributions (the engines' system overlays'
     Debian packages, our own code), named as `inspect` and `diff` name them."""
     return {
-        f"{e.kind}:{e.name}": e.version
-        for e in entries(sbom_beside(target))
-        if e.kind != "pypi"
+        f"{e.kind}:{e.name}": e.version for e in entries(sbom_beside(target)) if e.kind != "pypi"
     }
 
 

@@ -23,6 +23,13 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 
 
+@dataclass(frozen=True)
+class BuiltSbomArtifact(BuiltPackageArtifact):
+    # The docker backend's publish rule reads the tags of every artifact packaged for the image:
+    # the SBOM has none.
+    tags: tuple[str, ...] = ()
+
+
 class DockerImageSbomField(StringField):
     alias = "sbom"
     help = (
@@ -63,7 +70,7 @@ async def package_image_sbom(field_set: ImageSbomFieldSet) -> BuiltPackage:
     here = field_set.address
     relpath = f"{here.spec_path.replace('/', '.')}/{here.target_name}.cdx.json"
     digest = await Get(Digest, CreateDigest([FileContent(relpath, contents[0].content)]))
-    return BuiltPackage(digest, (BuiltPackageArtifact(relpath),))
+    return BuiltPackage(digest, (BuiltSbomArtifact(relpath),))
 
 
 def rules():
